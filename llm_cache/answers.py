@@ -1,0 +1,83 @@
+"""Turning stored entries into answers and upstream answers into entries: the two decisions of the
+cache, free of mitmproxy so they can be tested as plain data."""
+
+from typing import NamedTuple
+
+from llm_cache import formats
+from llm_cache.endpoints import Family
+from llm_cache.records import Record, storable_headers
+
+SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
+JSON_CONTENT_TYPE = "application/json"
+
+
+class Answer(NamedTuple):
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def is_event_stream(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() == "text/event-stream"
+
+
+def replay(record: Record, family: Family, *, want_stream: bool, include_usage: bool, now: float) -> Answer | None:
+    """The answer to a request from a stored entry, in the wire format the request asked for
+    (stream or JSON), or None when this entry cannot be turned into that format."""
+    headers = list(record.headers)
+    if record.is_stream == want_stream:
+        body = record.body
+    elif not formats.can_convert(family, from_stream=record.is_stream):
+        return None
+    else:
+        content_type = SSE_CONTENT_TYPE if want_stream else JSON_CONTENT_TYPE
+        if want_stream:
+            body = formats.json_to_stream(family, record.body, include_usage=include_usage)
+        else:
+            body = formats.stream_to_json(family, record.body)
+        headers = [(n, v) for n, v in headers if n.lower() != "content-type"] + [("content-type", content_type)]
+    headers += [
+        ("X-LLM-Cache", "HIT"),
+        ("X-LLM-Cache-Key", record.key),
+        ("X-LLM-Cache-Age", str(max(0, int(now - record.created_at)))),
+    ]
+    return Answer(record.status, headers, body)
+
+
+def storage_problem(family: Family, status: int, body: bytes, *, is_stream: bool) -> str | None:
+    """Why an upstream answer must not be stored, or None for a complete success."""
+    if not 200 <= status < 300:
+        return f"upstream status {status}"
+    if is_stream:
+        return formats.stream_problem(family, body)
+    return formats.json_problem(family, body)
+
+
+def make_record(
+    *,
+    key: str,
+    family: Family,
+    host: str,
+    model: str,
+    request: bytes,
+    status: int,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    is_stream: bool,
+    now: float,
+) -> Record:
+    usage = formats.usage_of(family, body, is_stream=is_stream)
+    return Record(
+        key=key,
+        status=status,
+        headers=storable_headers(headers),
+        body=body,
+        is_stream=is_stream,
+        created_at=now,
+        family=family.value,
+        host=host,
+        model=model,
+        request=request,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+    )

@@ -1,0 +1,181 @@
+"""Cache keys: what makes two LLM requests "the same", and nothing that doesn't.
+
+key = SHA-256( JSON[scheme version, method, scheme, host, port, path, sorted query, keyed headers]
+               + "\\n" + SHA-256(canonical body) )
+
+The canonical body is the parsed JSON with transport-only fields removed, integral floats turned into
+ints (so 1 and 1.0 agree), keys sorted and compact separators. Credentials are never part of a key:
+auth headers are not read, and credential query parameters (Gemini's ?key=) are dropped.
+"""
+
+import hashlib
+import json
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+import orjson
+
+from llm_cache.endpoints import Family, has_expected_shape
+
+# Bump when anything below changes what a key means; tests/unit/test_keys.py pins a golden key.
+KEY_SCHEME = "llm-cache/1"
+
+# Request headers that change what the model does, so they are part of the key.
+KEYED_HEADERS = ("anthropic-beta", "anthropic-version", "openai-beta")
+
+# Body fields that only say how the answer is delivered; a JSON request and a stream share a key.
+TRANSPORT_FIELDS = ("stream", "stream_options")
+
+CREDENTIAL_QUERY_PARAMS = frozenset({"key", "api_key", "api-key", "access_token"})
+
+_SAFE_INT = 2**53  # floats beyond this are not exactly representable as ints anyway
+
+
+class RequestTarget(NamedTuple):
+    """Where a request goes, captured before other addons (e.g. --map-remote) rewrite it."""
+
+    method: str
+    scheme: str
+    host: str
+    port: int
+    path: str
+    query: tuple[tuple[str, str], ...]
+    headers: tuple[tuple[str, str], ...]
+
+    @property
+    def url(self) -> str:
+        """The request URL without credentials, for storage and display."""
+        query = "&".join(f"{k}={v}" for k, v in self.query)
+        return f"{self.scheme}://{self.host}:{self.port}{self.path}" + (f"?{query}" if query else "")
+
+
+class BodyFacts(NamedTuple):
+    """What the key and the answer need from a request body; cheap to memoise."""
+
+    digest: str
+    model: str
+    stream: bool
+    include_usage: bool
+
+
+def make_target(
+    method: str,
+    scheme: str,
+    host: str,
+    port: int,
+    path: str,
+    query: Iterable[tuple[str, str]],
+    headers: Iterable[tuple[str, str]],
+) -> RequestTarget:
+    """Normalise the parts of a request line and headers that belong in a key."""
+    kept_query = sorted((k, v) for k, v in query if k.lower() not in CREDENTIAL_QUERY_PARAMS)
+    header_map: dict[str, list[str]] = {}
+    for name, value in headers:
+        lname = name.lower()
+        if lname in KEYED_HEADERS:
+            header_map.setdefault(lname, []).append(value)
+    keyed = tuple((name, normalise_header_value(name, header_map[name])) for name in sorted(header_map))
+    return RequestTarget(
+        method=method.upper(),
+        scheme=scheme.lower(),
+        host=host.lower().rstrip("."),
+        port=port,
+        path=path.split("?", 1)[0],
+        query=tuple(kept_query),
+        headers=keyed,
+    )
+
+
+def normalise_header_value(name: str, values: list[str]) -> str:
+    """Beta flags are a set: their order and repetition do not change meaning."""
+    if name in ("anthropic-beta", "openai-beta"):
+        flags = {flag.strip() for value in values for flag in value.split(",") if flag.strip()}
+        return ",".join(sorted(flags))
+    return ",".join(value.strip() for value in values)
+
+
+def parse_json(raw: bytes) -> Any:
+    """Parse a JSON body; raises ValueError. Falls back to the standard library for what orjson
+    refuses but JSON allows in practice (integers beyond 64 bits)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+
+
+def normalise_numbers(value: Any) -> Any:
+    """Integral floats become ints, recursively, so `1` and `1.0` give one key."""
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < _SAFE_INT:
+            return int(value)
+        return value
+    if isinstance(value, dict):
+        return {k: normalise_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [normalise_numbers(v) for v in value]
+    return value
+
+
+def canonical_body(body: dict[str, Any]) -> bytes:
+    """Sorted, compact, number-normalised JSON of a request body without its transport fields."""
+    meaningful = {k: v for k, v in body.items() if k not in TRANSPORT_FIELDS}
+    return canonical_json(normalise_numbers(meaningful))
+
+
+def inspection_request(target: RequestTarget, body: dict[str, Any]) -> bytes:
+    """What is stored beside an entry so a person can see which request it answers: the URL and
+    keyed headers (no credentials: they are never read) and the canonical body."""
+    meaningful = {k: v for k, v in body.items() if k not in TRANSPORT_FIELDS}
+    return canonical_json({"url": target.url, "headers": dict(target.headers), "body": normalise_numbers(meaningful)})
+
+
+def canonical_json(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # integers beyond 64 bits
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def body_facts(family: Family, body: Any) -> BodyFacts | None:
+    """Key-relevant facts of a parsed body, or None when it is not the call its path suggests."""
+    if not has_expected_shape(family, body):
+        return None
+    stream_options = body.get("stream_options")
+    return BodyFacts(
+        digest=hashlib.sha256(canonical_body(body)).hexdigest(),
+        model=body["model"],
+        stream=body.get("stream") is True,
+        include_usage=isinstance(stream_options, dict) and stream_options.get("include_usage") is True,
+    )
+
+
+def cache_key(target: RequestTarget, body_digest: str) -> str:
+    prefix = orjson.dumps(
+        [KEY_SCHEME, target.method, target.scheme, target.host, target.port, target.path,
+         target.query, target.headers]
+    )
+    return hashlib.sha256(prefix + b"\n" + body_digest.encode()).hexdigest()
+
+
+class BodyMemo:
+    """Byte-identical bodies are the common case when agents replay: remember the facts of recently
+    seen raw bodies (by their digest) so a repeat skips parsing and canonicalising."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._facts: OrderedDict[tuple[Family, bytes], BodyFacts | None] = OrderedDict()
+
+    def facts(self, family: Family, raw: bytes) -> BodyFacts | None:
+        """Facts of a raw (decoded) body; raises ValueError when it is not JSON."""
+        memo_key = (family, hashlib.sha256(raw).digest())
+        try:
+            self._facts.move_to_end(memo_key)
+            return self._facts[memo_key]
+        except KeyError:
+            pass
+        facts = body_facts(family, parse_json(raw))
+        self._facts[memo_key] = facts
+        if len(self._facts) > self._size:
+            self._facts.popitem(last=False)
+        return facts

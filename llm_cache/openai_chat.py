@@ -1,0 +1,125 @@
+"""OpenAI chat/completions streams (also every OpenAI-compatible host): completeness, assembly of a
+`chat.completion` from chunks, and synthesis of chunks from a `chat.completion`."""
+
+from typing import Any
+
+from llm_cache import sse
+
+DONE = "[DONE]"
+
+
+def stream_problem(body: bytes) -> str | None:
+    """Why a recorded `[DONE]`-terminated stream must not be stored, or None when it is complete."""
+    try:
+        events = [data for _, data in sse.json_events(body, done_marker=DONE)]
+    except ValueError:
+        return "stream has an event that is not JSON"
+    if not events or events[-1] != DONE:
+        return "stream ended before [DONE]"
+    if any(isinstance(data, dict) and data.get("error") for data in events):
+        return "stream carries an error event"
+    return None
+
+
+def assemble(body: bytes) -> dict[str, Any]:
+    """The `chat.completion` object the provider would have returned for the same request."""
+    result: dict[str, Any] = {"id": None, "object": "chat.completion", "created": None, "model": None}
+    choices: dict[int, dict[str, Any]] = {}
+    tool_calls: dict[int, dict[int, dict[str, Any]]] = {}
+    for _, chunk in sse.json_events(body, done_marker=DONE):
+        if not isinstance(chunk, dict):
+            continue
+        for field in ("id", "created", "model", "system_fingerprint", "service_tier"):
+            if chunk.get(field) is not None:
+                result[field] = chunk[field]
+        if chunk.get("usage"):
+            result["usage"] = chunk["usage"]
+        for delta_choice in chunk.get("choices") or ():
+            index = delta_choice.get("index", 0)
+            choice = choices.setdefault(
+                index,
+                {"index": index, "message": {"role": "assistant", "content": None}, "logprobs": None,
+                 "finish_reason": None},
+            )
+            _merge_delta(choice["message"], delta_choice.get("delta") or {}, tool_calls.setdefault(index, {}))
+            if delta_choice.get("finish_reason") is not None:
+                choice["finish_reason"] = delta_choice["finish_reason"]
+            if delta_choice.get("logprobs"):
+                _merge_logprobs(choice, delta_choice["logprobs"])
+    for index, calls in tool_calls.items():
+        if calls:
+            choices[index]["message"]["tool_calls"] = [calls[i] for i in sorted(calls)]
+    result["choices"] = [choices[i] for i in sorted(choices)]
+    return result
+
+
+def _merge_delta(message: dict[str, Any], delta: dict[str, Any], calls: dict[int, dict[str, Any]]) -> None:
+    for field, value in delta.items():
+        if field == "tool_calls":
+            for call_delta in value or ():
+                _merge_tool_call(calls, call_delta)
+        elif field == "role":
+            message["role"] = value or message["role"]
+        elif isinstance(value, str):  # content, refusal, reasoning_content, …: text arrives in pieces
+            message[field] = (message.get(field) or "") + value
+        elif value is not None:
+            message[field] = value
+
+
+def _merge_tool_call(calls: dict[int, dict[str, Any]], delta: dict[str, Any]) -> None:
+    call = calls.setdefault(
+        delta.get("index", 0), {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+    )
+    if delta.get("id"):
+        call["id"] = delta["id"]
+    if delta.get("type"):
+        call["type"] = delta["type"]
+    function = delta.get("function") or {}
+    for part in ("name", "arguments"):
+        if function.get(part):
+            call["function"][part] += function[part]
+
+
+def _merge_logprobs(choice: dict[str, Any], logprobs: dict[str, Any]) -> None:
+    merged = choice["logprobs"] or {}
+    for field, items in logprobs.items():
+        if isinstance(items, list):
+            merged[field] = (merged.get(field) or []) + items
+    choice["logprobs"] = merged
+
+
+def synthesise(completion: dict[str, Any], *, include_usage: bool) -> bytes:
+    """A chunk sequence that the OpenAI SDKs assemble back into `completion`, ending in `[DONE]`."""
+    base: dict[str, Any] = {
+        "id": completion.get("id"),
+        "object": "chat.completion.chunk",
+        "created": completion.get("created"),
+        "model": completion.get("model"),
+    }
+    for field in ("system_fingerprint", "service_tier"):
+        if completion.get(field) is not None:
+            base[field] = completion[field]
+    if include_usage:
+        base["usage"] = None
+
+    def chunk(index: int, delta: dict[str, Any], finish_reason: str | None = None) -> tuple[None, dict]:
+        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return None, {**base, "choices": [choice]}
+
+    events: list[tuple[str | None, Any]] = []
+    for choice in completion.get("choices") or ():
+        index = choice.get("index", 0)
+        message = choice.get("message") or {}
+        # A tool-call-only message has content null; keep it null so SDKs assemble the same message.
+        opening = "" if isinstance(message.get("content"), str) else None
+        events.append(chunk(index, {"role": message.get("role") or "assistant", "content": opening}))
+        for field, value in message.items():
+            if field not in ("role", "tool_calls") and isinstance(value, str) and value:
+                events.append(chunk(index, {field: value}))
+        for position, call in enumerate(message.get("tool_calls") or ()):
+            events.append(chunk(index, {"tool_calls": [{"index": position, **call}]}))
+        events.append(chunk(index, {}, choice.get("finish_reason") or "stop"))
+    if include_usage and completion.get("usage"):
+        events.append((None, {**base, "choices": [], "usage": completion["usage"]}))
+    events.append((None, DONE))
+    return sse.encode(events)

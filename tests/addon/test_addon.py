@@ -1,0 +1,272 @@
+"""The addon through mitmproxy's own test helpers: hooks called in the order mitmproxy calls them."""
+
+import gzip
+import logging
+
+import orjson
+import pytest
+from mitmproxy import exceptions, http
+from mitmproxy.test import taddons, tflow, tutils
+
+import addon as llm_addon
+from llm_cache import anthropic_messages, openai_chat
+
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
+COMPLETION = {"id": "c1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+              "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello!"},
+                           "logprobs": None, "finish_reason": "stop"}],
+              "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}
+SECRET = "sk-proj-SECRETSECRET123"
+
+
+def llm_flow(body=CHAT, *, path="/v1/chat/completions", host="api.openai.com", method=b"POST",
+             content_type="application/json", extra_headers=()):
+    raw = body if isinstance(body, bytes) else orjson.dumps(body)
+    headers = http.Headers([(b"content-type", content_type.encode()), (b"authorization", f"Bearer {SECRET}".encode()),
+                            *extra_headers])
+    request = tutils.treq(method=method, scheme=b"https", host=host, port=443, path=path.encode(),
+                          headers=headers, content=raw)
+    return tflow.tflow(req=request)
+
+
+def send(cache, flow):
+    """mitmproxy's request side: requestheaders, then request."""
+    cache.requestheaders(flow)
+    cache.request(flow)
+    return flow
+
+
+def upstream(cache, flow, status=200, body=b"", content_type="application/json", chunks=None, finish=True,
+             headers=()):
+    """mitmproxy's response side; `chunks` makes it a stream fed through the stream callable."""
+    flow.response = tutils.tresp(status_code=status, content=b"" if chunks is not None else body,
+                                 headers=http.Headers([(b"content-type", content_type.encode()), *headers]))
+    cache.responseheaders(flow)
+    if chunks is not None:
+        assert callable(flow.response.stream), "a streamed miss must be teed"
+        forwarded = b"".join(flow.response.stream(c) for c in chunks)
+        assert forwarded == b"".join(chunks), "the client must get the stream untouched"
+        if finish:
+            flow.response.stream(b"")
+    cache.response(flow)
+    return flow
+
+
+@pytest.fixture
+def cache(tmp_path):
+    cache = llm_addon.LLMCache()
+    with taddons.context(cache) as tctx:
+        tctx.configure(cache, confdir=str(tmp_path))
+        yield cache
+        cache.done()
+
+
+def stored(cache):
+    cache.store.flush()
+    return cache.store.stats()["entries"]
+
+
+def test_miss_is_recorded_then_answered_from_the_cache(cache):
+    miss = send(cache, llm_flow())
+    assert miss.response is None and miss.metadata["llm_cache"]["status"] == "MISS"
+    upstream(cache, miss, body=orjson.dumps(COMPLETION), headers=[(b"set-cookie", b"s=1"), (b"x-request-id", b"r1")])
+    assert miss.response.headers["X-LLM-Cache"] == "MISS"
+    assert miss.response.headers["X-LLM-Cache-Store"] == "stored"
+    assert miss.marked == llm_addon.MARK_STORED and "MISS" in miss.comment
+
+    hit = send(cache, llm_flow())
+    assert hit.response is not None
+    assert orjson.loads(hit.response.content) == COMPLETION
+    assert hit.response.headers["X-LLM-Cache"] == "HIT"
+    assert hit.response.headers["X-LLM-Cache-Key"] == miss.metadata["llm_cache"]["key"]
+    assert hit.response.headers["X-LLM-Cache-Age"] == "0"
+    assert hit.response.headers["x-request-id"] == "r1" and "set-cookie" not in hit.response.headers
+    assert hit.marked == llm_addon.MARK_HIT and hit.comment.startswith("llm-cache HIT")
+    assert stored(cache) == 1 and cache.store.stats()["hits"] == 1
+
+
+@pytest.mark.parametrize(
+    "flow",
+    [
+        lambda: llm_flow(method=b"GET"),
+        lambda: llm_flow(path="/v1/models"),
+        lambda: llm_flow(path="/v1/messages/count_tokens"),
+        lambda: llm_flow(b"not json at all"),
+        lambda: llm_flow({"model": "m"}),  # right path, wrong shape
+        lambda: llm_flow(content_type="multipart/form-data; boundary=x"),
+    ],
+    ids=["get", "other-path", "count-tokens", "not-json", "wrong-shape", "multipart"],
+)
+def test_other_traffic_passes_untouched_and_unrecorded(cache, flow):
+    f = send(cache, flow())
+    assert f.response is None and "llm_cache" not in f.metadata
+    upstream(cache, f, body=orjson.dumps(COMPLETION))
+    assert "X-LLM-Cache" not in f.response.headers and not f.marked
+    assert stored(cache) == 0
+
+
+def test_a_flow_answered_by_another_addon_is_left_alone(cache):
+    f = llm_flow()
+    f.response = tutils.tresp()
+    send(cache, f)
+    assert "llm_cache" not in f.metadata
+
+
+def test_compressed_request_bodies_are_keyed_on_their_content(cache):
+    plain = send(cache, llm_flow())
+    upstream(cache, plain, body=orjson.dumps(COMPLETION))
+    zipped = llm_flow(extra_headers=[(b"content-encoding", b"gzip")])
+    zipped.request.raw_content = gzip.compress(orjson.dumps(CHAT))
+    send(cache, zipped)
+    assert zipped.response is not None and zipped.response.headers["X-LLM-Cache"] == "HIT"
+
+
+def test_the_key_is_taken_before_other_addons_rewrite_the_url(cache):
+    first = llm_flow()
+    cache.requestheaders(first)
+    first.request.host, first.request.port = "localhost", 8000  # what --map-remote does in `request`
+    cache.request(first)
+    upstream(cache, first, body=orjson.dumps(COMPLETION))
+    assert send(cache, llm_flow()).response.headers["X-LLM-Cache"] == "HIT"
+
+
+def test_upstream_errors_are_passed_on_and_not_stored(cache):
+    f = upstream(cache, send(cache, llm_flow()), status=500, body=b'{"error": {"message": "boom"}}')
+    assert f.response.status_code == 500
+    assert f.response.headers["X-LLM-Cache-Store"] == "skipped: upstream status 500"
+    assert f.marked == llm_addon.MARK_NOT_STORED
+    assert send(cache, llm_flow()).response is None
+
+
+def test_a_stream_is_teed_stored_and_replayed_in_both_formats(cache):
+    stream_body = openai_chat.synthesise(COMPLETION, include_usage=True)
+    request = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+    f = upstream(cache, send(cache, llm_flow(request)), content_type="text/event-stream",
+                 chunks=[stream_body[i:i + 50] for i in range(0, len(stream_body), 50)])
+    assert f.metadata["llm_cache"]["store"] == "stored" and "X-LLM-Cache-Store" not in f.response.headers
+
+    again = send(cache, llm_flow(request))
+    assert again.response.content == stream_body
+    assert again.response.headers["content-type"] == "text/event-stream"
+
+    as_json = send(cache, llm_flow(CHAT))
+    assert orjson.loads(as_json.response.content) == COMPLETION
+    assert as_json.response.headers["content-type"] == "application/json"
+
+
+def test_a_compressed_stream_is_stored_decoded(cache):
+    stream_body = openai_chat.synthesise(COMPLETION, include_usage=False)
+    wire = gzip.compress(stream_body)
+    request = {**CHAT, "stream": True}
+    upstream(cache, send(cache, llm_flow(request)), content_type="text/event-stream",
+             headers=[(b"content-encoding", b"gzip")], chunks=[wire[:40], wire[40:]])
+    hit = send(cache, llm_flow(request))
+    assert hit.response.content == stream_body and "content-encoding" not in hit.response.headers
+
+
+@pytest.mark.parametrize(
+    "body, finish, reason",
+    [
+        (openai_chat.synthesise(COMPLETION, include_usage=False), False, "skipped: stream did not finish"),
+        (openai_chat.synthesise(COMPLETION, include_usage=False).replace(b"data: [DONE]\n\n", b""), True,
+         "skipped: stream ended before [DONE]"),
+        (b'data: {"error": {"message": "overloaded"}}\n\ndata: [DONE]\n\n', True,
+         "skipped: stream carries an error event"),
+    ],
+    ids=["aborted", "no-done", "error-event"],
+)
+def test_incomplete_streams_are_not_stored(cache, body, finish, reason):
+    f = upstream(cache, send(cache, llm_flow({**CHAT, "stream": True})), content_type="text/event-stream",
+                 chunks=[body], finish=finish)
+    assert f.metadata["llm_cache"]["store"] == reason
+    assert stored(cache) == 0
+
+
+def test_anthropic_messages_with_claude_codes_beta_query(cache):
+    message = {"id": "m1", "type": "message", "role": "assistant", "model": "claude", "stop_reason": "end_turn",
+               "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 1},
+               "content": [{"type": "text", "text": "hey"}]}
+    body = {"model": "claude", "max_tokens": 64, "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
+    stream = anthropic_messages.synthesise(message)
+
+    def flow(b):
+        return llm_flow(b, host="api.anthropic.com", path="/v1/messages?beta=true",
+                        extra_headers=[(b"anthropic-version", b"2023-06-01")])
+
+    upstream(cache, send(cache, flow(body)), content_type="text/event-stream", chunks=[stream])
+    assert send(cache, flow(body)).response.content == stream
+    as_json = send(cache, flow({**body, "stream": False}))
+    assert orjson.loads(as_json.response.content) == message
+
+
+def test_credentials_never_reach_the_database(cache, tmp_path):
+    f = send(cache, llm_flow(path="/v1/chat/completions?key=AIzaQUERYSECRET",
+                             extra_headers=[(b"x-api-key", b"sk-ant-HEADERSECRET"), (b"api-key", b"AZURESECRET")]))
+    upstream(cache, f, body=orjson.dumps(COMPLETION))
+    cache.done()
+    data = b"".join(p.read_bytes() for p in tmp_path.glob("llm-cache.sqlite3*"))
+    assert len(data) > 0
+    for secret in (SECRET, "AIzaQUERYSECRET", "sk-ant-HEADERSECRET", "AZURESECRET"):
+        assert secret.encode() not in data
+
+
+def test_a_failing_lookup_passes_the_flow_through_with_one_log_line(cache, caplog, monkeypatch):
+    def broken(key):
+        raise RuntimeError("database disk image is malformed")
+
+    monkeypatch.setattr(cache.store, "find", broken)
+    with caplog.at_level(logging.WARNING):
+        flows = [send(cache, llm_flow()) for _ in range(3)]
+    assert all(f.response is None and "llm_cache" not in f.metadata for f in flows)
+    lines = [r for r in caplog.records if "malformed" in r.getMessage()]
+    assert len(lines) == 1 and "passing the request through uncached" in lines[0].getMessage()
+
+
+def test_an_unusable_database_means_plain_pass_through(tmp_path, caplog):
+    corrupt = tmp_path / "corrupt.sqlite3"
+    corrupt.write_bytes(b"garbage" * 1000)
+    cache = llm_addon.LLMCache()
+    with caplog.at_level(logging.WARNING), taddons.context(cache) as tctx:
+        tctx.configure(cache, confdir=str(tmp_path), llm_cache_db=f"sqlite:///{corrupt}")
+        f = send(cache, llm_flow())
+        upstream(cache, f, body=orjson.dumps(COMPLETION))
+        assert cache.store is None and "llm_cache" not in f.metadata
+        assert "X-LLM-Cache" not in f.response.headers
+        with pytest.raises(exceptions.CommandError, match="unavailable"):
+            cache.stats()
+    assert "opening the cache database" in caplog.text and corrupt.read_bytes() == b"garbage" * 1000
+
+
+def test_a_database_that_comes_back_is_used_again(tmp_path, monkeypatch):
+    cache = llm_addon.LLMCache()
+    missing_dir = tmp_path / "not-yet"
+    with taddons.context(cache) as tctx:
+        missing_dir.write_text("a file where the database folder should be")
+        tctx.configure(cache, confdir=str(tmp_path), llm_cache_db=f"sqlite:///{missing_dir}/c.sqlite3")
+        assert cache.store is None
+        missing_dir.unlink()
+        monkeypatch.setattr(llm_addon, "REOPEN_AFTER", 0)
+        cache._reopen_at = 0
+        f = send(cache, llm_flow())
+        assert cache.store is not None and f.metadata["llm_cache"]["status"] == "MISS"
+        cache.done()
+
+
+@pytest.mark.parametrize("value", ["mysql://x/y", "sqlite:///:memory:", "cache.db"])
+def test_bad_database_option_is_refused(cache, value):
+    with taddons.context(cache) as tctx:
+        with pytest.raises(exceptions.OptionsError, match="llm_cache_db"):
+            tctx.configure(cache, llm_cache_db=value)
+
+
+def test_relative_sqlite_paths_live_in_the_confdir(cache, tmp_path):
+    assert cache.db_url == f"sqlite:///{tmp_path}/llm-cache.sqlite3"
+
+
+def test_stats_and_clear_commands(cache):
+    upstream(cache, send(cache, llm_flow()), body=orjson.dumps(COMPLETION))
+    send(cache, llm_flow())
+    stats = orjson.loads(cache.stats())
+    assert stats["entries"] == 1 and stats["hits"] == 1 and stats["families"]["openai.chat"]["entries"] == 1
+    assert cache.clear() == 1
+    assert send(cache, llm_flow()).response is None

@@ -1,0 +1,86 @@
+"""The README's own commands: scripts/run (with ./config.yaml), and the marks a mitmweb user sees."""
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+
+from tests.support.procs import ROOT, Mitmdump, clean_env, stop_pid
+
+REPO_FILES = ("addon.py", "cache_models.py", "config.yaml", "llm_cache", "scripts", "requirements.txt",
+              "requirements-dev.txt", "constraints.txt", ".python-version")
+
+
+def chat_body(prompt):
+    return orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}]})
+
+
+def test_scripts_run_starts_the_proxy_with_the_repos_config(tmp_path, fake, certs):
+    # A copy of the repo, so the test's CA and database stay out of the working tree; .venv is shared.
+    for name in REPO_FILES:
+        source = ROOT / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    proc = subprocess.Popen(
+        [str(tmp_path / "scripts" / "run"), "--listen-port", "0",
+         "--set", f"ssl_verify_upstream_trusted_ca={certs.ca}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env(),
+    )
+    log: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.append(line)
+            if "Point an agent at it" in "".join(log[-2:]) and line.lstrip().startswith("export"):
+                break
+        text = "".join(log)
+        port = int(text.split("proxy listening at 127.0.0.1:")[1].split(".")[0])
+        ca = tmp_path / "mitmproxy-ca-cert.pem"
+        assert f"SSL_CERT_FILE={ca}" in text and f"HTTPS_PROXY=http://127.0.0.1:{port}" in text
+        assert f"sqlite:///{tmp_path}/llm-cache.sqlite3" in text  # config.yaml's relative path, resolved
+
+        with httpx.Client(proxy=f"http://127.0.0.1:{port}", verify=str(ca), trust_env=False) as client:
+            url = f"https://127.0.0.1:{fake.https_port}/v1/chat/completions"
+            heads = [client.post(url, content=chat_body("scripts/run"), headers={"content-type": "application/json"})
+                     .headers["x-llm-cache"] for _ in range(2)]
+        assert heads == ["MISS", "HIT"]
+        assert (tmp_path / "llm-cache.sqlite3").exists()
+    finally:
+        stop_pid(proc)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_mitmweb_shows_hits_and_misses(tmp_path: Path, fake, certs):
+    web_port = free_port()
+    web = Mitmdump(tmp_path, certs=certs, fake=fake, tool="mitmweb",
+                   extra=["--set", f"web_port={web_port}", "--set", "web_open_browser=false"])
+    try:
+        with httpx.Client(proxy=web.url, verify=str(web.ca), trust_env=False) as client:
+            for _ in range(2):
+                client.post("https://api.openai.com/v1/chat/completions", content=chat_body("mitmweb"),
+                            headers={"content-type": "application/json"})
+            client.get("https://api.openai.com/v1/models")
+        token = web.text().split("?token=")[1].split()[0]
+        deadline = time.monotonic() + 10
+        while True:
+            flows = httpx.get(f"http://127.0.0.1:{web_port}/flows?token={token}", trust_env=False).json()
+            if len(flows) == 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        seen = [(f["request"]["path"], f["marked"], f["comment"].split(" ")[:2]) for f in flows]
+        assert seen == [
+            ("/v1/chat/completions", "💾", ["llm-cache", "MISS"]),
+            ("/v1/chat/completions", "⚡", ["llm-cache", "HIT"]),
+            ("/v1/models", "", [""]),
+        ]
+    finally:
+        web.stop()

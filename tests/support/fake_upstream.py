@@ -1,0 +1,255 @@
+"""A local stand-in for OpenAI- and Anthropic-style providers, for tests and the benchmark.
+
+    python tests/support/fake_upstream.py --cert CERT.pem --key KEY.pem
+
+prints one JSON line {"http": PORT, "https": PORT} once both listeners (127.0.0.1, port 0) are up.
+Every answer carries a call counter ("call #N") so a test can tell a replay from a fresh call.
+The model name picks a behaviour:
+
+    fake-500            HTTP 500 with an error body
+    fake-truncate       a stream cut off mid-way (the connection drops inside a chunked body)
+    fake-cut            a stream that ends cleanly but before its terminal event
+    fake-error-event    a stream with an in-stream error event
+    fake-gzip           gzip-compressed answers (streams compressed chunk by chunk)
+    fake-tools          the answer is a tool call
+    fake-slow           a stream whose events are 300 ms apart
+
+GET /__calls -> {"total": N, "paths": {...}}; POST /__reset zeroes the counters.
+"""
+
+import argparse
+import gzip
+import json
+import ssl
+import threading
+import time
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+_lock = threading.Lock()
+_calls: dict[str, Any] = {"total": 0, "paths": {}}
+
+
+def _count(path: str) -> int:
+    with _lock:
+        _calls["total"] += 1
+        _calls["paths"][path] = _calls["paths"].get(path, 0) + 1
+        return _calls["total"]
+
+
+def _last_text(body: dict) -> str:
+    messages = body.get("messages") or []
+    if messages:
+        content = messages[-1].get("content")
+        if isinstance(content, list):
+            return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+        return str(content)
+    return str(body.get("prompt") or body.get("input") or "")
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/__calls"):
+            with _lock:
+                return self._json(200, dict(_calls))
+        n = _count(self.path)
+        self._send(200, f"plain page #{n}".encode(), "text/plain")
+
+    def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+        if self.path == "/__reset":
+            with _lock:
+                _calls.update(total=0, paths={})
+            return self._json(200, {})
+        if self.headers.get("content-encoding") == "gzip":
+            raw = gzip.decompress(raw)
+        n = _count(self.path.split("?")[0])
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return self._send(200, f"non-json post #{n}".encode(), "text/plain")
+        model = body.get("model", "")
+        self.gzip = model == "fake-gzip" and "gzip" in self.headers.get("accept-encoding", "")
+        if model == "fake-500":
+            return self._json(500, {"error": {"message": "upstream exploded", "type": "server_error"}})
+        path = self.path.split("?")[0]
+        text = f"call #{n}: {_last_text(body)}"
+        if path.endswith("/v1/messages"):
+            self._anthropic(body, text, n)
+        elif path.endswith("/chat/completions"):
+            self._chat(body, text, n)
+        elif path.endswith("/embeddings"):
+            self._json(200, {"object": "list", "model": model, "data": [
+                {"object": "embedding", "index": 0, "embedding": [n / 1000, 0.5, -0.25]}],
+                "usage": {"prompt_tokens": 3, "total_tokens": 3}})
+        elif path.endswith("/responses"):
+            self._json(200, {"id": f"resp_{n}", "object": "response", "model": model, "status": "completed",
+                             "output": [{"type": "message", "role": "assistant", "content": [
+                                 {"type": "output_text", "text": text, "annotations": []}]}],
+                             "usage": {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12}})
+        else:
+            self._json(404, {"error": {"message": f"no route {path} (call #{n})"}})
+
+    def _send(self, status: int, payload: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("content-type", content_type)
+        if getattr(self, "gzip", False):
+            payload = gzip.compress(payload)
+            self.send_header("content-encoding", "gzip")
+        self.send_header("content-length", str(len(payload)))
+        self.send_header("x-request-id", "req_fake")
+        self.send_header("set-cookie", "session=upstream-only")
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _json(self, status: int, obj: Any) -> None:
+        self._send(status, json.dumps(obj).encode(), "application/json")
+
+    def _stream(self, model: str, events: list[bytes]) -> None:
+        """Send SSE events in a chunked body, honouring the model's failure behaviour."""
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream; charset=utf-8")
+        self.send_header("cache-control", "no-cache")
+        compressor = None
+        if self.gzip:
+            self.send_header("content-encoding", "gzip")
+            compressor = zlib.compressobj(6, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+        if model == "fake-cut":
+            self.send_header("connection", "close")
+            self.end_headers()
+            for event in events[: len(events) // 2]:
+                self.wfile.write(event)
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        for i, event in enumerate(events):
+            if model == "fake-truncate" and i == len(events) // 2:
+                self.wfile.flush()
+                self.connection.shutdown(2)  # drop the connection inside the chunked body
+                self.close_connection = True
+                return
+            data = compressor.compress(event) + compressor.flush(zlib.Z_SYNC_FLUSH) if compressor else event
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+            if model == "fake-slow":
+                time.sleep(0.3)
+        if compressor:
+            tail = compressor.flush()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(tail), tail))
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    # -- OpenAI chat --------------------------------------------------------------------------
+
+    def _chat(self, body: dict, text: str, n: int) -> None:
+        model = body["model"]
+        tools = model == "fake-tools"
+        usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+        args = json.dumps({"city": "Paris", "n": n})
+        call = {"id": f"call_{n}", "type": "function", "function": {"name": "get_weather", "arguments": args}}
+        if not body.get("stream"):
+            message: dict[str, Any] = {"role": "assistant", "content": None if tools else text, "refusal": None}
+            if tools:
+                message["tool_calls"] = [call]
+            return self._json(200, {
+                "id": f"chatcmpl-{n}", "object": "chat.completion", "created": 1700000000 + n, "model": model,
+                "choices": [{"index": 0, "message": message, "logprobs": None,
+                             "finish_reason": "tool_calls" if tools else "stop"}],
+                "usage": usage, "system_fingerprint": "fp_fake"})
+        base = {"id": f"chatcmpl-{n}", "object": "chat.completion.chunk", "created": 1700000000 + n, "model": model}
+
+        def chunk(delta: dict, finish: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            return b"data: " + json.dumps({**base, "choices": [choice]}).encode() + b"\n\n"
+
+        events = [b": keep-alive comment\n\n", chunk({"role": "assistant", "content": ""})]
+        if tools:
+            events.append(chunk({"tool_calls": [{"index": 0, "id": call["id"], "type": "function",
+                                                 "function": {"name": "get_weather", "arguments": ""}}]}))
+            events += [chunk({"tool_calls": [{"index": 0, "function": {"arguments": args[i:i + 8]}}]})
+                       for i in range(0, len(args), 8)]
+        else:
+            events += [chunk({"content": word}) for word in _pieces(text)]
+        if model == "fake-error-event":
+            events.append(b"data: " + json.dumps({"error": {"message": "provider overloaded"}}).encode() + b"\n\n")
+        events.append(chunk({}, "tool_calls" if tools else "stop"))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events.append(b"data: " + json.dumps({**base, "choices": [], "usage": usage}).encode() + b"\n\n")
+        events.append(b"data: [DONE]\n\n")
+        self._stream(model, events)
+
+    # -- Anthropic messages -------------------------------------------------------------------
+
+    def _anthropic(self, body: dict, text: str, n: int) -> None:
+        model = body["model"]
+        tools = model == "fake-tools"
+        tool = {"type": "tool_use", "id": f"toolu_{n}", "name": "get_weather", "input": {"city": "Paris", "n": n}}
+        content: list[dict] = [{"type": "text", "text": text}] + ([tool] if tools else [])
+        usage = {"input_tokens": 13, "output_tokens": 9}
+        message = {"id": f"msg_{n}", "type": "message", "role": "assistant", "model": model, "content": content,
+                   "stop_reason": "tool_use" if tools else "end_turn", "stop_sequence": None, "usage": usage}
+        if not body.get("stream"):
+            return self._json(200, message)
+
+        def event(name: str, data: dict) -> bytes:
+            return f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n".encode()
+
+        start = {**message, "content": [], "stop_reason": None, "usage": {"input_tokens": 13, "output_tokens": 1}}
+        events = [event("message_start", {"message": start}),
+                  event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+                  event("ping", {})]
+        events += [event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": w}})
+                   for w in _pieces(text)]
+        events.append(event("content_block_stop", {"index": 0}))
+        if tools:
+            raw = json.dumps(tool["input"])
+            events.append(event("content_block_start", {"index": 1, "content_block": {**tool, "input": {}}}))
+            events += [event("content_block_delta", {"index": 1, "delta": {
+                "type": "input_json_delta", "partial_json": raw[i:i + 6]}}) for i in range(0, len(raw), 6)]
+            events.append(event("content_block_stop", {"index": 1}))
+        if model == "fake-error-event":
+            events.append(event("error", {"error": {"type": "overloaded_error", "message": "Overloaded"}}))
+        events.append(event("message_delta", {"delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                                              "usage": {"output_tokens": 9}}))
+        events.append(event("message_stop", {}))
+        self._stream(model, events)
+
+
+def _pieces(text: str) -> list[str]:
+    words = text.split(" ")
+    return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cert", help="PEM with the server certificate chain and key, for HTTPS")
+    args = parser.parse_args()
+    servers = {"http": ThreadingHTTPServer(("127.0.0.1", 0), Handler)}
+    if args.cert:
+        https = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.cert)
+        https.socket = context.wrap_socket(https.socket, server_side=True)
+        servers["https"] = https
+    for server in servers.values():
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    print(json.dumps({name: s.server_address[1] for name, s in servers.items()}), flush=True)
+    try:
+        threading.Event().wait()  # until killed by PID
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+import orjson
+import pytest
+
+from llm_cache import answers, anthropic_messages, openai_chat, sse
+from llm_cache.endpoints import Family
+from llm_cache.records import Record, storable_headers
+
+COMPLETION = {"id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+              "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "logprobs": None,
+                           "finish_reason": "stop"}],
+              "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+
+
+def record(body, is_stream, content_type):
+    return Record(key="k" * 64, status=200, headers=[("content-type", content_type), ("x-request-id", "r")],
+                  body=body, is_stream=is_stream, created_at=1000.0)
+
+
+JSON_RECORD = record(orjson.dumps(COMPLETION), False, "application/json")
+STREAM_RECORD = record(openai_chat.synthesise(COMPLETION, include_usage=True), True, "text/event-stream")
+
+
+def test_same_format_replays_the_stored_body_with_cache_headers():
+    answer = answers.replay(JSON_RECORD, Family.OPENAI_CHAT, want_stream=False, include_usage=False, now=1042.9)
+    assert answer is not None
+    assert answer.body == JSON_RECORD.body
+    headers = dict(answer.headers)
+    assert headers["X-LLM-Cache"] == "HIT" and headers["X-LLM-Cache-Key"] == "k" * 64
+    assert headers["X-LLM-Cache-Age"] == "42" and headers["x-request-id"] == "r"
+
+
+def test_json_entry_answers_a_stream_request():
+    answer = answers.replay(JSON_RECORD, Family.OPENAI_CHAT, want_stream=True, include_usage=True, now=1000)
+    assert answer is not None
+    assert dict(answer.headers)["content-type"].startswith("text/event-stream")
+    assert openai_chat.assemble(answer.body) == COMPLETION
+
+
+def test_stream_entry_answers_a_json_request():
+    answer = answers.replay(STREAM_RECORD, Family.OPENAI_CHAT, want_stream=False, include_usage=False, now=1000)
+    assert answer is not None
+    assert dict(answer.headers)["content-type"] == "application/json"
+    assert orjson.loads(answer.body) == COMPLETION
+
+
+def test_anthropic_cross_serving_both_ways():
+    message = {"id": "m", "type": "message", "role": "assistant", "model": "c", "stop_reason": "end_turn",
+               "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 2},
+               "content": [{"type": "text", "text": "yo"}]}
+    as_stream = answers.replay(record(orjson.dumps(message), False, "application/json"), Family.ANTHROPIC_MESSAGES,
+                               want_stream=True, include_usage=False, now=0)
+    assert as_stream is not None and anthropic_messages.assemble(as_stream.body) == message
+    as_json = answers.replay(record(anthropic_messages.synthesise(message), True, "text/event-stream"),
+                             Family.ANTHROPIC_MESSAGES, want_stream=False, include_usage=False, now=0)
+    assert as_json is not None and orjson.loads(as_json.body) == message
+
+
+def test_an_entry_that_cannot_be_converted_is_no_answer():
+    responses_json = record(b'{"output": []}', False, "application/json")
+    assert answers.replay(responses_json, Family.OPENAI_RESPONSES, want_stream=True, include_usage=False, now=0) is None
+
+
+@pytest.mark.parametrize(
+    "status, body, is_stream, problem",
+    [
+        (200, orjson.dumps(COMPLETION), False, None),
+        (201, orjson.dumps(COMPLETION), False, None),
+        (500, orjson.dumps(COMPLETION), False, "upstream status 500"),
+        (429, b'{"error": {}}', False, "upstream status 429"),
+        (200, STREAM_RECORD.body, True, None),
+        (200, STREAM_RECORD.body.replace(b"data: [DONE]\n\n", b""), True, "stream ended before [DONE]"),
+        (200, STREAM_RECORD.body[:-20], True, "stream has an event that is not JSON"),
+    ],
+)
+def test_only_complete_successes_are_stored(status, body, is_stream, problem):
+    assert answers.storage_problem(Family.OPENAI_CHAT, status, body, is_stream=is_stream) == problem
+
+
+def test_stored_headers_drop_transport_cookies_and_our_own():
+    kept = storable_headers([
+        ("Content-Type", "application/json"), ("Content-Length", "5"), ("Content-Encoding", "gzip"),
+        ("Transfer-Encoding", "chunked"), ("Connection", "keep-alive"), ("Set-Cookie", "a=b"),
+        ("X-LLM-Cache", "MISS"), ("x-request-id", "r1"), ("openai-processing-ms", "12"), ("x-bad", "\udcff"),
+    ])
+    assert kept == [("Content-Type", "application/json"), ("x-request-id", "r1"), ("openai-processing-ms", "12")]
+
+
+def test_make_record_extracts_usage_and_filters_headers():
+    rec = answers.make_record(key="k", family=Family.OPENAI_CHAT, host="h", model="m", request=b"{}", status=200,
+                              headers=[("set-cookie", "x"), ("content-type", "text/event-stream")],
+                              body=STREAM_RECORD.body, is_stream=True, now=5.0)
+    assert (rec.input_tokens, rec.output_tokens, rec.headers) == (1, 1, [("content-type", "text/event-stream")])
+    assert list(sse.iter_events(rec.body))[-1].data == "[DONE]"

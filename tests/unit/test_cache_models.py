@@ -1,0 +1,149 @@
+"""Storage through peewee, on SQLite and (when LLM_CACHE_TEST_POSTGRES names one) PostgreSQL."""
+
+import logging
+import os
+import threading
+
+import pytest
+
+import cache_models
+from cache_models import CacheEntry, CacheStore, resolve_db_url
+from llm_cache.records import Record
+
+
+def record(key="a" * 64, body=b'{"choices": []}', created_at=100.0, **extra):
+    return Record(key=key, status=200, headers=[("content-type", "application/json")], body=body,
+                  is_stream=False, created_at=created_at, family="openai.chat", host="api.openai.com",
+                  model="gpt", request=b'{"body": {}}', **extra)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/cache.sqlite3"
+    url = os.environ.get("LLM_CACHE_TEST_POSTGRES")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("CI must provide PostgreSQL: .ci/run exports LLM_CACHE_TEST_POSTGRES")
+        pytest.skip("no PostgreSQL here: .ci/postgres.sh starts one and sets LLM_CACHE_TEST_POSTGRES")
+    cache_models.open_database(url).drop_tables([CacheEntry])
+    return url
+
+
+@pytest.fixture
+def store(db_url):
+    store = CacheStore(db_url)
+    yield store
+    store.close()
+
+
+def test_put_is_visible_at_once_and_after_the_commit(store):
+    store.put(record())
+    assert store.find("a" * 64) is not None  # from memory, before the writer commits
+    store.flush()
+    found = store.find("a" * 64)
+    assert found is not None
+    assert (found.status, found.headers, found.body, found.is_stream, found.created_at, found.family) == (
+        200, [("content-type", "application/json")], b'{"choices": []}', False, 100.0, "openai.chat")
+    assert store.find("b" * 64) is None
+
+
+def test_entries_survive_a_reopen(db_url):
+    first = CacheStore(db_url)
+    first.put(record(body=b"kept"))
+    first.close()
+    second = CacheStore(db_url)
+    try:
+        assert second.find("a" * 64).body == b"kept"
+    finally:
+        second.close()
+
+
+def test_a_new_recording_overwrites_but_keeps_the_hit_count(store):
+    store.put(record(body=b"old"))
+    store.touch("a" * 64, 200.0)
+    store.touch("a" * 64, 300.0)
+    store.flush()
+    store.put(record(body=b"new", created_at=400.0))
+    store.flush()
+    row = CacheEntry.get_by_id("a" * 64)
+    assert (bytes(row.body), row.created_at, row.hit_count, row.last_hit_at) == (b"new", 400.0, 2, 300.0)
+
+
+def test_stats_and_clear(store):
+    store.put(record(key="a" * 64, input_tokens=3, output_tokens=4))
+    store.put(record(key="b" * 64))
+    store.touch("b" * 64, 1.0)
+    stats = store.stats()
+    assert stats["entries"] == 2 and stats["hits"] == 1
+    assert stats["families"]["openai.chat"]["bytes"] == 2 * len(b'{"choices": []}')
+    assert CacheEntry.get_by_id("a" * 64).input_tokens == 3
+    assert store.clear() == 2
+    assert store.find("a" * 64) is None
+
+
+def test_many_writes_from_many_threads_all_land(store):
+    def write(offset):
+        for i in range(50):
+            store.put(record(key=f"{offset + i:064d}"))
+
+    threads = [threading.Thread(target=write, args=(n * 1000,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.stats()["entries"] == 200
+
+
+def test_a_failing_write_is_logged_and_forgotten(store, caplog, monkeypatch):
+    def broken(ops):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(store, "_apply", broken)
+    monkeypatch.setattr(store._writer, "_apply", broken)
+    with caplog.at_level(logging.WARNING):
+        store.put(record())
+        store.flush()
+    assert "could not write 1 entries" in caplog.text and "disk on fire" in caplog.text
+    assert store.find("a" * 64) is None  # nothing half-written is ever served
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("sqlite:///cache.sqlite3", "sqlite:////conf/cache.sqlite3"),
+        ("sqlite:///sub/dir/c.db", "sqlite:////conf/sub/dir/c.db"),
+        ("sqlite:////abs/c.db", "sqlite:////abs/c.db"),
+        ("postgresql://u:p@db.internal:5432/cache", "postgresql://u:p@db.internal:5432/cache"),
+        ("postgres://db/cache", "postgres://db/cache"),
+    ],
+)
+def test_database_urls_resolve_against_the_confdir(url, expected):
+    assert resolve_db_url(url, "/conf") == expected
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("mysql://db/x", "one of the schemes sqlite, postgres, postgresql"),
+        ("/tmp/cache.db", "one of the schemes"),
+        ("sqlite:///:memory:", "in-memory database"),
+        ("sqlite://", "needs a SQLite file"),
+        ("postgresql://db.internal", "names no database"),
+    ],
+)
+def test_bad_database_urls_are_refused_clearly(url, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_db_url(url, "/conf")
+
+
+def test_passwords_never_reach_the_logs():
+    assert cache_models.redact_url("postgresql://u:hunter2@h/db") == "postgresql://u:***@h/db"
+    assert cache_models.redact_url("sqlite:////x") == "sqlite:////x"
+
+
+def test_a_corrupt_sqlite_file_fails_to_open(tmp_path):
+    path = tmp_path / "corrupt.sqlite3"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(Exception, match="not a database|file is encrypted"):
+        CacheStore(f"sqlite:///{path}")
