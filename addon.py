@@ -83,9 +83,10 @@ class LLMCache:
         family = family_for(request.method, request.path, request.headers.get("content-type", ""))
         if family is None:
             return
+        path = request.path
         target = keys.make_target(
-            request.method, request.scheme, request.host, request.port, request.path,
-            request.query.items(multi=True), request.headers.items(multi=True),
+            request.method, request.scheme, request.host, request.port, path,
+            request.query.items(multi=True) if "?" in path else (), request.headers.items(multi=True),
         )
         flow.metadata[META] = {"family": family.value, "target": target}
 
@@ -170,13 +171,10 @@ class LLMCache:
             problem = answers.storage_problem(family, response.status_code, body, is_stream=is_stream)
             if problem:
                 return f"skipped: {problem}"
-            target = keys.RequestTarget(*state["target"])
-            request_body = keys.parse_json(flow.request.get_content(strict=True) or b"")
             store.put(answers.make_record(
-                key=state["key"], family=family, host=target.host, model=state["model"],
-                request=keys.inspection_request(target, request_body),
-                status=response.status_code, headers=list(response.headers.items(multi=True)),
-                body=body, is_stream=is_stream, now=time.time(),
+                key=state["key"], family=family, target=keys.RequestTarget(*state["target"]), model=state["model"],
+                request_body=flow.request.get_content(strict=True) or b"", status=response.status_code,
+                headers=list(response.headers.items(multi=True)), body=body, is_stream=is_stream, now=time.time(),
             ))
         except Exception as e:
             self._failures.passed_through("recording the response", e)

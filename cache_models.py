@@ -7,6 +7,7 @@ statement; every write goes through one writer thread (llm_cache.writer).
 
 import logging
 import os
+import re
 import threading
 from collections.abc import Sequence
 from typing import Any, cast
@@ -27,7 +28,7 @@ from peewee import (
 )
 from playhouse.db_url import connect
 
-from llm_cache.records import Record
+from llm_cache.records import Record, storage_fields
 from llm_cache.writer import BatchWriter
 
 logger = logging.getLogger(__name__)
@@ -50,20 +51,23 @@ class BaseModel(Model):
 
 
 class CacheEntry(BaseModel):
+    # Column order matters for speed: SQLite reads a row front to back and must walk a large
+    # value's overflow pages to reach any column after it. Small columns first, `body` (needed by
+    # a hit) next, the inspection copy of the request last.
     key = CharField(primary_key=True, max_length=64)
     family = CharField(max_length=32)
+    status = IntegerField()
+    is_stream = BooleanField()
+    created_at = FloatField()  # unix seconds
     host = CharField(max_length=255)
     model = CharField(max_length=255, index=True)
-    status = IntegerField()
-    headers = TextField()  # JSON list of [name, value]; never credentials (they are request headers)
-    body = BlobField()
-    is_stream = BooleanField()
-    request = BlobField()  # canonical request JSON, for inspection; no auth headers, no ?key=
     input_tokens = IntegerField(null=True)
     output_tokens = IntegerField(null=True)
-    created_at = FloatField()  # unix seconds
     hit_count = IntegerField(default=0)
     last_hit_at = FloatField(null=True)
+    headers = TextField()  # JSON list of [name, value]; response headers only, so never credentials
+    body = BlobField()  # the decoded response: JSON, or the SSE bytes of a recorded stream
+    request = BlobField()  # zlib(canonical request JSON), for inspection; no auth headers, no ?key=
 
 
 def resolve_db_url(url: str, base_dir: str) -> str:
@@ -114,17 +118,18 @@ def _row_of(record: Record) -> dict[str, Any]:
     return {
         "key": record.key,
         "family": record.family,
+        "status": record.status,
+        "is_stream": record.is_stream,
+        "created_at": record.created_at,
         "host": record.host,
         "model": record.model,
-        "status": record.status,
-        "headers": orjson.dumps(record.headers).decode(),
+        "hit_count": 0,  # for a new entry; an overwritten entry keeps its count
         "body": record.body,
-        "is_stream": record.is_stream,
-        "request": record.request,
-        "input_tokens": record.input_tokens,
-        "output_tokens": record.output_tokens,
-        "created_at": record.created_at,
+        **storage_fields(record),
     }
+
+
+_COUNT_HITS = object()  # a writer op: store the hit counts gathered since the last one
 
 
 class CacheStore:
@@ -150,7 +155,26 @@ class CacheStore:
             .where(CacheEntry.key == "?")
             .sql()[0]
         )
+        # Upserts too: built once, then the writer hands all rows of a batch to executemany.
+        columns = [name for name in CacheEntry._meta.sorted_field_names if name != "last_hit_at"]
+        self._upsert_sql = (
+            CacheEntry.insert(**{name: None for name in columns})
+            .on_conflict(
+                conflict_target=[CacheEntry.key],
+                preserve=[CacheEntry._meta.fields[n] for n in columns if n not in ("key", "hit_count")],
+            )
+            .sql()[0]
+        )
+        # The statement's own column list gives the order its placeholders take values in.
+        self._upsert_columns = re.findall(r'"(\w+)"', self._upsert_sql.split("VALUES", 1)[0])[1:]
+        self._count_hits_sql = (
+            CacheEntry.update(hit_count=CacheEntry.hit_count + 1, last_hit_at=0.0)
+            .where(CacheEntry.key == "?")
+            .sql()[0]
+        )
         self._pending: dict[str, Record] = {}
+        self._hits: dict[str, tuple[int, float]] = {}  # counted in memory, written in one go
+        self._hits_queued = False
         self._lock = threading.Lock()
         self._writer = BatchWriter(self._apply, self._settled)
 
@@ -179,8 +203,14 @@ class CacheStore:
         self._writer.submit(record)
 
     def touch(self, key: str, when: float) -> None:
-        """Count a hit (batched with other writes)."""
-        self._writer.submit((key, when))
+        """Count a hit. Counts add up in memory; one queued marker has the writer store them all."""
+        with self._lock:
+            count, _ = self._hits.get(key, (0, when))
+            self._hits[key] = (count + 1, when)
+            if self._hits_queued:
+                return
+            self._hits_queued = True
+        self._writer.submit(_COUNT_HITS)
 
     def flush(self) -> None:
         self._writer.flush()
@@ -213,29 +243,27 @@ class CacheStore:
         self.flush()
         return CacheEntry.delete().execute()
 
-    def _apply(self, ops: Sequence[Record | tuple[str, float]]) -> None:
+    def _apply(self, ops: Sequence[Record | object]) -> None:
         records = {op.key: op for op in ops if isinstance(op, Record)}
+        rows = []
+        for record in records.values():
+            try:
+                rows.append(_row_of(record))
+            except Exception as e:  # one odd entry must not cost the others their place
+                logger.warning("llm-cache: not storing entry %s: %s", record.key[:12], e)
         hits: dict[str, tuple[int, float]] = {}
-        for op in ops:
-            if isinstance(op, tuple):
-                count, _ = hits.get(op[0], (0, 0.0))
-                hits[op[0]] = (count + 1, op[1])
+        if _COUNT_HITS in ops:
+            with self._lock:
+                hits, self._hits, self._hits_queued = self._hits, {}, False
         with self.db.atomic():
-            if records:
-                (
-                    CacheEntry.insert_many([_row_of(r) for r in records.values()])
-                    .on_conflict(
-                        conflict_target=[CacheEntry.key],
-                        preserve=[f for name, f in CacheEntry._meta.fields.items()
-                                  if name not in ("key", "hit_count", "last_hit_at")],
-                    )
-                    .execute()
+            if rows:
+                self.db.cursor().executemany(
+                    self._upsert_sql, [tuple(row[c] for c in self._upsert_columns) for row in rows]
                 )
-            for key, (count, when) in hits.items():
-                (
-                    CacheEntry.update(hit_count=CacheEntry.hit_count + count, last_hit_at=when)
-                    .where(CacheEntry.key == key)
-                    .execute()
+            if hits:
+                # The prebuilt statement adds 1; the "+ 1" placeholder takes each key's count instead.
+                self.db.cursor().executemany(
+                    self._count_hits_sql, [(count, when, key) for key, (count, when) in hits.items()]
                 )
 
     def _settled(self, ops: Sequence[Any], error: BaseException | None) -> None:

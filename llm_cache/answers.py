@@ -5,6 +5,7 @@ from typing import NamedTuple
 
 from llm_cache import formats
 from llm_cache.endpoints import Family
+from llm_cache.keys import RequestTarget
 from llm_cache.records import Record, storable_headers
 
 SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
@@ -57,16 +58,15 @@ def make_record(
     *,
     key: str,
     family: Family,
-    host: str,
+    target: RequestTarget,
     model: str,
-    request: bytes,
+    request_body: bytes,
     status: int,
     headers: list[tuple[str, str]],
     body: bytes,
     is_stream: bool,
     now: float,
 ) -> Record:
-    usage = formats.usage_of(family, body, is_stream=is_stream)
     return Record(
         key=key,
         status=status,
@@ -75,9 +75,9 @@ def make_record(
         is_stream=is_stream,
         created_at=now,
         family=family.value,
-        host=host,
+        host=target.host,
         model=model,
-        request=request,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
+        url=target.url,
+        keyed_headers=target.headers,
+        request_body=request_body,
     )

@@ -45,7 +45,7 @@ class RequestTarget(NamedTuple):
 
     @property
     def url(self) -> str:
-        """The request URL without credentials, for storage and display."""
+        """The request URL without credential query parameters, for storage and display."""
         query = "&".join(f"{k}={v}" for k, v in self.query)
         return f"{self.scheme}://{self.host}:{self.port}{self.path}" + (f"?{query}" if query else "")
 
@@ -121,13 +121,6 @@ def canonical_body(body: dict[str, Any]) -> bytes:
     """Sorted, compact, number-normalised JSON of a request body without its transport fields."""
     meaningful = {k: v for k, v in body.items() if k not in TRANSPORT_FIELDS}
     return canonical_json(normalise_numbers(meaningful))
-
-
-def inspection_request(target: RequestTarget, body: dict[str, Any]) -> bytes:
-    """What is stored beside an entry so a person can see which request it answers: the URL and
-    keyed headers (no credentials: they are never read) and the canonical body."""
-    meaningful = {k: v for k, v in body.items() if k not in TRANSPORT_FIELDS}
-    return canonical_json({"url": target.url, "headers": dict(target.headers), "body": normalise_numbers(meaningful)})
 
 
 def canonical_json(value: Any) -> bytes:

@@ -1,7 +1,15 @@
-"""The plain data a cache entry is made of, shared by the addon and the storage layer."""
+"""The plain data a cache entry is made of, shared by the addon and the storage layer, and what is
+derived from it only when it is written (in the writer thread, off the event loop)."""
 
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from llm_cache import formats, keys
+from llm_cache.endpoints import Family
 
 # Never stored: they describe one connection or one encoding of the body, not the answer, or they
 # are per-user state (cookies). Our own headers are added fresh on every answer.
@@ -33,7 +41,8 @@ def _is_text(value: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """A stored response. `body` is decoded: JSON, or the SSE bytes of a recorded stream."""
+    """A stored response. `body` is decoded: JSON, or the SSE bytes of a recorded stream.
+    A record read back for a hit carries only what answering needs."""
 
     key: str
     status: int
@@ -44,6 +53,35 @@ class Record:
     family: str = ""
     host: str = ""
     model: str = ""
-    request: bytes = b""  # the canonical request, for inspection
-    input_tokens: int | None = None
-    output_tokens: int | None = None
+    url: str = ""  # the request URL, without credential query parameters
+    keyed_headers: tuple[tuple[str, str], ...] = ()  # the request headers that are part of the key
+    request_body: bytes = b""  # the request body as sent (decoded); never headers, so never credentials
+
+
+def storage_fields(record: Record) -> dict[str, Any]:
+    """The derived columns of an entry: the request for inspection (zlib-compressed: agents resend
+    the same long prompts, and a 20 KB row costs SQLite ~10x a 2 KB one), usage tokens, headers as
+    JSON. Runs in the writer thread, and holds the GIL as little as it can: the request is packed
+    as sent, without parsing it, and canonicalised when it is read back."""
+    usage = formats.usage_of(Family(record.family), record.body, is_stream=record.is_stream)
+    return {
+        "headers": orjson.dumps(record.headers).decode(),
+        "request": pack_request(record.url, record.keyed_headers, record.request_body),
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+    }
+
+
+def pack_request(url: str, keyed_headers: tuple[tuple[str, str], ...], body: bytes) -> bytes:
+    """zlib of {"url", "headers", "body"}, the body spliced in as sent (it parsed as JSON on the way in)."""
+    head = orjson.dumps({"url": url, "headers": dict(keyed_headers)})
+    return zlib.compress(head[:-1] + b',"body":' + body + b"}", 1)
+
+
+def unpack_request(blob: bytes) -> dict[str, Any]:
+    """The stored request of an entry, {"url", "headers", "body"}, with the body in the canonical
+    form its key was made from (transport fields dropped, integral floats as ints)."""
+    document = keys.parse_json(zlib.decompress(blob))
+    body = document["body"]
+    document["body"] = keys.normalise_numbers({k: v for k, v in body.items() if k not in keys.TRANSPORT_FIELDS})
+    return document

@@ -8,6 +8,7 @@ writer thread committing batches kept the loop's lag lowest. The loop only enque
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,14 +23,18 @@ class BatchWriter:
         apply: Callable[[Sequence[Any]], None],
         settled: Callable[[Sequence[Any], BaseException | None], None],
         *,
-        max_batch: int = 256,
+        max_batch: int = 512,
+        linger: float = 0.05,
         name: str = "llm-cache-writer",
     ) -> None:
         """`apply(batch)` writes a batch in one transaction; `settled(batch, error)` runs after it,
-        whether it worked or not (error is None on success)."""
+        whether it worked or not (error is None on success). After the first op of a batch the
+        thread waits `linger` seconds for more: one commit per op would cost the event loop the
+        GIL for every hit and miss."""
         self._apply = apply
         self._settled = settled
         self._max_batch = max_batch
+        self._linger = linger
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -51,6 +56,8 @@ class BatchWriter:
     def _run(self) -> None:
         while True:
             batch = [self._queue.get()]
+            if batch[0] is not _STOP and self._linger:
+                time.sleep(self._linger)
             while len(batch) < self._max_batch and batch[-1] is not _STOP:
                 try:
                     batch.append(self._queue.get_nowait())

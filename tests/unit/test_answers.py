@@ -1,7 +1,7 @@
 import orjson
 import pytest
 
-from llm_cache import answers, anthropic_messages, openai_chat, sse
+from llm_cache import answers, anthropic_messages, keys, openai_chat, sse
 from llm_cache.endpoints import Family
 from llm_cache.records import Record, storable_headers
 
@@ -85,9 +85,13 @@ def test_stored_headers_drop_transport_cookies_and_our_own():
     assert kept == [("Content-Type", "application/json"), ("x-request-id", "r1"), ("openai-processing-ms", "12")]
 
 
-def test_make_record_extracts_usage_and_filters_headers():
-    rec = answers.make_record(key="k", family=Family.OPENAI_CHAT, host="h", model="m", request=b"{}", status=200,
-                              headers=[("set-cookie", "x"), ("content-type", "text/event-stream")],
+def test_make_record_filters_headers_and_keeps_the_request_apart():
+    target = keys.make_target("POST", "https", "api.openai.com", 443, "/v1/chat/completions?key=AIzaX",
+                              [("key", "AIzaX")], [("authorization", "Bearer sk-x"), ("openai-beta", "b")])
+    rec = answers.make_record(key="k", family=Family.OPENAI_CHAT, target=target, model="m", request_body=b'{"a":1}',
+                              status=200, headers=[("set-cookie", "x"), ("content-type", "text/event-stream")],
                               body=STREAM_RECORD.body, is_stream=True, now=5.0)
-    assert (rec.input_tokens, rec.output_tokens, rec.headers) == (1, 1, [("content-type", "text/event-stream")])
+    assert rec.headers == [("content-type", "text/event-stream")]
+    assert (rec.host, rec.url, rec.keyed_headers) == ("api.openai.com", "https://api.openai.com:443/v1/chat/completions",
+                                                      (("openai-beta", "b"),))
     assert list(sse.iter_events(rec.body))[-1].data == "[DONE]"

@@ -1,5 +1,6 @@
 """Storage through peewee, on SQLite and (when LLM_CACHE_TEST_POSTGRES names one) PostgreSQL."""
 
+import dataclasses
 import logging
 import os
 import threading
@@ -8,13 +9,16 @@ import pytest
 
 import cache_models
 from cache_models import CacheEntry, CacheStore, resolve_db_url
-from llm_cache.records import Record
+from llm_cache.records import Record, unpack_request
+
+REQUEST = b'{"model": "gpt", "messages": [], "stream": true}'
+USAGE = b', "usage": {"prompt_tokens": 3, "completion_tokens": 4}'
 
 
-def record(key="a" * 64, body=b'{"choices": []}', created_at=100.0, **extra):
+def record(key="a" * 64, body=b'{"choices": []}', created_at=100.0, request_body=REQUEST):
     return Record(key=key, status=200, headers=[("content-type", "application/json")], body=body,
                   is_stream=False, created_at=created_at, family="openai.chat", host="api.openai.com",
-                  model="gpt", request=b'{"body": {}}', **extra)
+                  model="gpt", url="https://api.openai.com:443/v1/chat/completions", request_body=request_body)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -71,13 +75,17 @@ def test_a_new_recording_overwrites_but_keeps_the_hit_count(store):
 
 
 def test_stats_and_clear(store):
-    store.put(record(key="a" * 64, input_tokens=3, output_tokens=4))
+    store.put(record(key="a" * 64, body=b'{"choices": []' + USAGE + b"}"))
     store.put(record(key="b" * 64))
     store.touch("b" * 64, 1.0)
     stats = store.stats()
     assert stats["entries"] == 2 and stats["hits"] == 1
-    assert stats["families"]["openai.chat"]["bytes"] == 2 * len(b'{"choices": []}')
-    assert CacheEntry.get_by_id("a" * 64).input_tokens == 3
+    assert stats["families"]["openai.chat"]["bytes"] == 2 * len(b'{"choices": []}') + len(USAGE)
+    row = CacheEntry.get_by_id("a" * 64)
+    assert (row.input_tokens, row.output_tokens) == (3, 4)
+    assert unpack_request(bytes(row.request)) == {  # canonical: no transport fields
+        "url": "https://api.openai.com:443/v1/chat/completions", "headers": {},
+        "body": {"messages": [], "model": "gpt"}}
     assert store.clear() == 2
     assert store.find("a" * 64) is None
 
@@ -147,3 +155,12 @@ def test_a_corrupt_sqlite_file_fails_to_open(tmp_path):
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(Exception, match="not a database|file is encrypted"):
         CacheStore(f"sqlite:///{path}")
+
+
+def test_one_unstorable_entry_does_not_cost_the_batch(store, caplog):
+    with caplog.at_level(logging.WARNING):
+        store.put(dataclasses.replace(record(key="a" * 64), family="no.such.family"))
+        store.put(record(key="b" * 64))
+        store.flush()
+    assert store.find("b" * 64) is not None and store.find("a" * 64) is None
+    assert "not storing entry aaaaaaaaaaaa" in caplog.text

@@ -139,12 +139,3 @@ def test_memo_returns_the_same_facts_and_rejects_non_json():
     assert memo.facts(Family.OPENAI_EMBEDDINGS, raw) is None  # the family is part of the memo key
     with pytest.raises(ValueError):
         memo.facts(Family.OPENAI_CHAT, b"not json")
-
-
-def test_inspection_request_holds_no_credentials():
-    target = keys.make_target("POST", "https", "h", 443, "/v1/chat/completions?key=AIzaX",
-                              [("key", "AIzaX")], [("authorization", "Bearer sk-x"), ("anthropic-version", "1")])
-    stored = keys.inspection_request(target, {**CHAT, "stream": True})
-    assert b"AIzaX" not in stored and b"sk-x" not in stored
-    assert orjson.loads(stored)["headers"] == {"anthropic-version": "1"}
-    assert "stream" not in orjson.loads(stored)["body"]

@@ -1,0 +1,344 @@
+"""scripts/bench: llm-cache against bare mitmproxy, measured in one run on this machine.
+
+Three mitmdumps, each with a regular proxy listener (plain HTTP, absolute-form requests) and a
+reverse HTTPS listener (TLS keep-alive between client and proxy):
+  bare      scripts/bench_addons.py doing nothing: plain passthrough
+  fixed     scripts/bench_addons.py answering every request from the request hook: the hit ceiling
+  llm-cache addon.py on a SQLite file pre-filled with --entries entries
+wrk (one thread, keep-alive connections) is the load; a small asyncio server is the upstream, fast
+enough that the proxies, not it, are what is measured. Requests carry a --body-kb chat body.
+"""
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import orjson  # noqa: E402
+
+import cache_models  # noqa: E402
+from llm_cache import keys, openai_chat  # noqa: E402
+from llm_cache.endpoints import Family  # noqa: E402
+from tests.support.procs import BIN, clean_env, stop_pid  # noqa: E402
+
+COMPLETION = {
+    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1700000000, "model": "gpt-4o-mini",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "The answer is 42. " * 8},
+                 "logprobs": None, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 5000, "completion_tokens": 40, "total_tokens": 5040},
+}
+COMPLETION_BYTES = orjson.dumps(COMPLETION)
+
+
+# -- the upstream -------------------------------------------------------------------------------
+
+class FixedAnswer(asyncio.Protocol):
+    """HTTP/1.1 keep-alive server answering every request with COMPLETION."""
+
+    RESPONSE = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+                % len(COMPLETION_BYTES)) + COMPLETION_BYTES
+
+    def connection_made(self, transport):  # type: ignore[override]
+        self.transport = transport
+        self.buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            head = bytes(self.buffer[:end]).lower()
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            if len(self.buffer) < end + 4 + length:
+                return
+            del self.buffer[: end + 4 + length]
+            self.transport.write(self.RESPONSE)
+
+
+def serve_upstream(port: int) -> None:
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(FixedAnswer, "127.0.0.1", port)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+# -- setup ------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def chat_body(kb: int, prompt: str, stream: bool = False) -> bytes:
+    filler = ("You are a careful coding agent. Follow the repository's conventions. " * 400)[: kb * 1024]
+    body = {"model": "gpt-4o-mini", "temperature": 0,
+            "messages": [{"role": "system", "content": filler}, {"role": "user", "content": prompt}]}
+    if stream:
+        body["stream"] = True
+    return orjson.dumps(body)
+
+
+def key_for(scheme: str, port: int, body: bytes) -> str:
+    facts = keys.body_facts(Family.OPENAI_CHAT, keys.parse_json(body))
+    assert facts is not None
+    target = keys.make_target("POST", scheme, "api.openai.com", port, "/v1/chat/completions", (), ())
+    return keys.cache_key(target, facts.digest)
+
+
+def prefill(db_path: Path, entries: int, hits: dict[str, tuple[bytes, bool]]) -> None:
+    """`entries` filler rows plus the entries the hit scenarios ask for."""
+    db = cache_models.open_database(f"sqlite:///{db_path}")
+    now = time.time()
+
+    def row(key: str, body: bytes, is_stream: bool) -> dict:
+        return {"key": key, "family": "openai.chat", "host": "api.openai.com", "model": "gpt-4o-mini",
+                "status": 200, "headers": '[["content-type","application/json"]]', "body": body,
+                "is_stream": is_stream, "request": b"{}", "created_at": now, "hit_count": 0}
+
+    rng = random.Random(7)
+    with db.atomic():
+        for start in range(0, entries, 2000):
+            batch = [row(hashlib.sha256(rng.randbytes(16)).hexdigest(), COMPLETION_BYTES, False)
+                     for _ in range(start, min(entries, start + 2000))]
+            cache_models.CacheEntry.insert_many(batch).execute()
+        for key, (body, is_stream) in hits.items():
+            cache_models.CacheEntry.insert_many([row(key, body, is_stream)]).execute()
+    db.close()
+
+
+class Proxy:
+    def __init__(self, name: str, folder: Path, args: list[str]) -> None:
+        self.name = name
+        self.http_port, self.https_port = free_port(), free_port()
+        confdir = folder / "confdir"
+        confdir.mkdir(exist_ok=True)
+        cmd = [str(BIN / "mitmdump"), "-q", "--set", f"confdir={confdir}", "--listen-host", "127.0.0.1",
+               "--set", "connection_strategy=lazy", "--mode", f"regular@{self.http_port}",
+               "--mode", f"reverse:https://api.openai.com@{self.https_port}", *args]
+        self.proc = subprocess.Popen(cmd, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_port(self.http_port)
+        wait_port(self.https_port)
+
+    def stop(self) -> None:
+        stop_pid(self.proc)
+
+
+# -- load ---------------------------------------------------------------------------------------
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.path = "%(path)s"
+wrk.headers["content-type"] = "application/json"
+wrk.headers["authorization"] = "Bearer sk-bench-not-a-real-key"
+local f = io.open("%(body)s", "rb")
+local body = f:read("*a")
+f:close()
+local unique = %(unique)s
+local counter = 0
+local fixed = nil
+math.randomseed(os.time())
+local salt = tostring(math.random(1000000000))
+request = function()
+  if unique then
+    counter = counter + 1
+    return wrk.format(nil, nil, nil, (string.gsub(body, "UNIQUE", salt .. "-" .. counter)))
+  end
+  if fixed == nil then fixed = wrk.format(nil, nil, nil, body) end
+  return fixed
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %%d %%d %%d %%d %%d %%d\\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, path: str, body_file: Path, *, unique: bool, seconds: int, connections: int,
+        folder: Path, pid: int) -> dict:
+    script = folder / f"wrk-{abs(hash((url, path, unique)))}.lua"
+    script.write_text(WRK_SCRIPT % {"path": path, "body": body_file, "unique": "true" if unique else "false"})
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url]
+    cpu_before = cpu_seconds(pid)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(pid) - cpu_before
+    line = next(x for x in out.splitlines() if x.startswith("RESULT"))
+    requests, duration_us, p50_us, p99_us, bad_status, io_errors = map(int, line.split()[1:])
+    return {"rps": requests / (duration_us / 1e6), "p50_ms": p50_us / 1000, "p99_ms": p99_us / 1000,
+            "requests": requests, "errors": bad_status + io_errors, "cpu_us": cpu / max(requests, 1) * 1e6}
+
+
+def check_hit(port: int, body: bytes) -> None:
+    """Refuse to measure "hits" that are not hits."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": f"http://127.0.0.1:{port}"}))
+    request = urllib.request.Request("http://api.openai.com/v1/chat/completions", data=body, method="POST",
+                                     headers={"content-type": "application/json"})
+    with opener.open(request, timeout=10) as response:
+        if response.headers.get("X-LLM-Cache") != "HIT":
+            raise RuntimeError("the pre-filled entry did not hit: the benchmark would measure misses")
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=5, help="length of each measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over all scenarios; medians are reported")
+    parser.add_argument("--connections", type=int, default=8, help="keep-alive connections wrk holds open")
+    parser.add_argument("--entries", type=int, default=100_000, help="entries in the cache during hits")
+    parser.add_argument("--body-kb", type=int, default=20, help="size of the chat request body")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("scripts/bench needs wrk (Debian: apt-get install wrk)")
+
+    folder = Path(tempfile.mkdtemp(prefix="llm-cache-bench-"))
+    upstream_port = free_port()
+    upstream = subprocess.Popen([sys.executable, __file__, "--upstream", str(upstream_port)])
+    proxies: list[Proxy] = []
+    try:
+        wait_port(upstream_port)
+        hit_body, stream_body = chat_body(args.body_kb, "bench hit"), chat_body(args.body_kb, "bench stream", True)
+        miss_body = chat_body(args.body_kb, "bench miss UNIQUE")
+        for name, data in (("hit.json", hit_body), ("stream.json", stream_body), ("miss.json", miss_body)):
+            (folder / name).write_bytes(data)
+        (folder / "fixed.json").write_bytes(COMPLETION_BYTES)
+        stream_record = openai_chat.synthesise(COMPLETION, include_usage=False)
+        print(f"pre-filling {args.entries} entries ...", file=sys.stderr)
+        prefill(folder / "cache.sqlite3", args.entries, {
+            key_for("https", 443, hit_body): (COMPLETION_BYTES, False),
+            key_for("http", 80, hit_body): (COMPLETION_BYTES, False),
+            key_for("https", 443, stream_body): (stream_record, True),
+        })
+
+        refs = str(ROOT / "scripts" / "bench_addons.py")
+        bare = Proxy("bare", folder, ["-s", refs])
+        fixed = Proxy("fixed", folder, ["-s", refs, "--set", f"bench_fixed_response={folder / 'fixed.json'}"])
+        cache = Proxy("llm-cache", folder, ["-s", str(ROOT / "addon.py"),
+                                            "--set", f"llm_cache_db=sqlite:///{folder / 'cache.sqlite3'}"])
+        proxies += [bare, fixed, cache]
+        check_hit(cache.http_port, hit_body)
+
+        def run(proxy: Proxy, tls: bool, body: str, unique: bool = False) -> dict:
+            if tls:
+                url, path = f"https://127.0.0.1:{proxy.https_port}", "/v1/chat/completions"
+            elif proxy is bare or unique:
+                url = f"http://127.0.0.1:{proxy.http_port}"
+                path = f"http://127.0.0.1:{upstream_port}/v1/chat/completions"
+            else:
+                url, path = f"http://127.0.0.1:{proxy.http_port}", "http://api.openai.com/v1/chat/completions"
+            opts = dict(unique=unique, connections=args.connections, folder=folder, pid=proxy.proc.pid)
+            wrk(url, path, folder / body, seconds=1, **opts)  # warm-up
+            return wrk(url, path, folder / body, seconds=args.seconds, **opts)
+
+        scenarios = {
+            "ceiling, HTTPS (fixed response)": (fixed, True, "hit.json", False),
+            "hit JSON, HTTPS": (cache, True, "hit.json", False),
+            "hit stream, HTTPS": (cache, True, "stream.json", False),
+            "ceiling, HTTP (fixed response)": (fixed, False, "hit.json", False),
+            "hit JSON, HTTP": (cache, False, "hit.json", False),
+            "passthrough, HTTP (bare mitmproxy)": (bare, False, "miss.json", True),
+            "miss, HTTP (llm-cache records)": (cache, False, "miss.json", True),
+        }
+        # Rounds interleave the scenarios, so a slow spell of the machine hits all of them alike;
+        # each scenario reports its median round.
+        rounds: dict[str, list[dict]] = {name: [] for name in scenarios}
+        for number in range(args.rounds):
+            print(f"round {number + 1} of {args.rounds} ...", file=sys.stderr)
+            for name, (proxy, tls, body, unique) in scenarios.items():
+                rounds[name].append(run(proxy, tls, body, unique))
+        results = {name: median_round(runs) for name, runs in rounds.items()}
+        ratios = {
+            "hit JSON HTTPS / ceiling HTTPS": ("hit JSON, HTTPS", "ceiling, HTTPS (fixed response)", 0.85),
+            "hit stream HTTPS / ceiling HTTPS": ("hit stream, HTTPS", "ceiling, HTTPS (fixed response)", None),
+            "hit JSON HTTP / ceiling HTTP": ("hit JSON, HTTP", "ceiling, HTTP (fixed response)", 0.85),
+            "miss / passthrough": ("miss, HTTP (llm-cache records)", "passthrough, HTTP (bare mitmproxy)", 0.90),
+        }
+        cache.stop()
+        stored = cache_models.open_database(f"sqlite:///{folder / 'cache.sqlite3'}")
+        recorded = cache_models.CacheEntry.select().count() - args.entries - 3
+        stored.close()
+        report(args, results, ratios, recorded)
+    finally:
+        for proxy in proxies:
+            proxy.stop()
+        stop_pid(upstream)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def median_round(runs: list[dict]) -> dict:
+    ordered = sorted(runs, key=lambda r: r["rps"])
+    middle = dict(ordered[len(ordered) // 2])
+    middle["spread"] = (ordered[0]["rps"], ordered[-1]["rps"])
+    middle["cpu_us"] = sorted(r["cpu_us"] for r in runs)[len(runs) // 2]
+    middle["requests"] = sum(r["requests"] for r in runs)
+    return middle
+
+
+def report(args: argparse.Namespace, results: dict, ratios: dict, recorded: int) -> None:
+    print(f"\nllm-cache benchmark: {os.cpu_count()} cores, wrk -t1 -c{args.connections}, {args.rounds} rounds of "
+          f"{args.seconds} s, {args.body_kb} KB request bodies, {args.entries} entries in the cache (median round)\n")
+    print(f"| {'scenario':<36} | {'req/s':>6} | {'min-max req/s':>13} | {'p50 ms':>6} | {'p99 ms':>6} | "
+          f"{'proxy CPU/req':>13} | {'errors':>6} |")
+    print(f"|{'-' * 38}|{'-' * 8}|{'-' * 15}|{'-' * 8}|{'-' * 8}|{'-' * 15}|{'-' * 8}|")
+    for name, r in results.items():
+        spread = f"{r['spread'][0]:.0f}-{r['spread'][1]:.0f}"
+        print(f"| {name:<36} | {r['rps']:>6.0f} | {spread:>13} | {r['p50_ms']:>6.2f} | {r['p99_ms']:>6.2f} "
+              f"| {r['cpu_us']:>10.0f} us | {r['errors']:>6} |")
+    print(f"\n| {'throughput ratio':<36} | {'req/s':>6} | {'CPU':>6} | {'target':<16} |")
+    print(f"|{'-' * 38}|{'-' * 8}|{'-' * 8}|{'-' * 18}|")
+    summary = {}
+    for name, (top, bottom, target) in ratios.items():
+        value = results[top]["rps"] / results[bottom]["rps"]
+        by_cpu = results[bottom]["cpu_us"] / results[top]["cpu_us"]  # requests per CPU-second, relative
+        summary[name] = {"rps": value, "cpu": by_cpu}
+        verdict = "" if target is None else (f">= {target:.0%}" + (" met" if value >= target else " missed"))
+        print(f"| {name:<36} | {value:>6.1%} | {by_cpu:>6.1%} | {verdict:<16} |")
+    print("\n(CPU: the same ratio from the proxy process's CPU time per request, steadier than wall-clock req/s "
+          "on a shared machine)")
+    misses = results["miss, HTTP (llm-cache records)"]["requests"]
+    print(f"\nmisses answered in the measured runs: {misses}; entries recorded by the miss runs (warm-ups "
+          f"included): {recorded}")
+    if args.json:
+        args.json.write_text(json.dumps({"results": results, "ratios": summary, "recorded": recorded}, indent=2))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--upstream":
+        serve_upstream(int(sys.argv[2]))
+    else:
+        main()
