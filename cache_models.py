@@ -9,7 +9,8 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -29,7 +30,7 @@ from peewee import (
 from playhouse.db_url import connect
 
 from llm_cache.records import Record, storage_fields
-from llm_cache.writer import BatchWriter
+from llm_cache.writer import ProcessWriter
 
 logger = logging.getLogger(__name__)
 
@@ -129,11 +130,11 @@ def _row_of(record: Record) -> dict[str, Any]:
     }
 
 
-_COUNT_HITS = object()  # a writer op: store the hit counts gathered since the last one
+HIT_COUNT_INTERVAL = 0.5  # seconds: hit counts are summed in memory and sent this often
 
 
 class CacheStore:
-    """The cache's storage: `find` on the caller's thread, `put`/`touch` through the writer thread.
+    """The cache's storage: `find` on the caller's thread, `put`/`touch` through the writer process.
 
     Entries handed to `put` are visible to `find` at once (from memory until they are committed), so
     a client repeating a request the moment it got the answer already hits.
@@ -155,34 +156,17 @@ class CacheStore:
             .where(CacheEntry.key == "?")
             .sql()[0]
         )
-        # Upserts too: built once, then the writer hands all rows of a batch to executemany.
-        columns = [name for name in CacheEntry._meta.sorted_field_names if name != "last_hit_at"]
-        self._upsert_sql = (
-            CacheEntry.insert(**{name: None for name in columns})
-            .on_conflict(
-                conflict_target=[CacheEntry.key],
-                preserve=[CacheEntry._meta.fields[n] for n in columns if n not in ("key", "hit_count")],
-            )
-            .sql()[0]
-        )
-        # The statement's own column list gives the order its placeholders take values in.
-        self._upsert_columns = re.findall(r'"(\w+)"', self._upsert_sql.split("VALUES", 1)[0])[1:]
-        self._count_hits_sql = (
-            CacheEntry.update(hit_count=CacheEntry.hit_count + 1, last_hit_at=0.0)
-            .where(CacheEntry.key == "?")
-            .sql()[0]
-        )
-        self._pending: dict[str, Record] = {}
-        self._hits: dict[str, tuple[int, float]] = {}  # counted in memory, written in one go
-        self._hits_queued = False
+        self._pending: dict[str, tuple[int, Record]] = {}
+        self._hits: dict[str, tuple[int, float]] = {}
+        self._hits_sent = 0.0
         self._lock = threading.Lock()
-        self._writer = BatchWriter(self._apply, self._settled)
+        self._writer = ProcessWriter(open_writer, (url,), self._settled)
 
     def find(self, key: str) -> Record | None:
         with self._lock:
             pending = self._pending.get(key)
         if pending is not None:
-            return pending
+            return pending[1]
         row = self.db.execute_sql(self._find_sql, (key,)).fetchone()
         if row is None:
             return None
@@ -198,24 +182,26 @@ class CacheStore:
         )
 
     def put(self, record: Record) -> None:
-        with self._lock:
-            self._pending[record.key] = record
-        self._writer.submit(record)
+        if self._writer.dead:
+            raise RuntimeError(f"the writer process stopped ({self._writer.dead})")
+        with self._lock:  # held across submit, so the acknowledgement cannot overtake us
+            number = self._writer.submit(record)
+            self._pending[record.key] = (number, record)
 
     def touch(self, key: str, when: float) -> None:
-        """Count a hit. Counts add up in memory; one queued marker has the writer store them all."""
+        """Count a hit. Counts add up in memory and reach the writer every HIT_COUNT_INTERVAL."""
         with self._lock:
             count, _ = self._hits.get(key, (0, when))
             self._hits[key] = (count + 1, when)
-            if self._hits_queued:
-                return
-            self._hits_queued = True
-        self._writer.submit(_COUNT_HITS)
+        if time.monotonic() - self._hits_sent >= HIT_COUNT_INTERVAL:
+            self._send_hits()
 
     def flush(self) -> None:
+        self._send_hits()
         self._writer.flush()
 
     def close(self) -> None:
+        self._send_hits()
         self._writer.close()
         self.db.close()
 
@@ -243,35 +229,69 @@ class CacheStore:
         self.flush()
         return CacheEntry.delete().execute()
 
-    def _apply(self, ops: Sequence[Record | object]) -> None:
-        records = {op.key: op for op in ops if isinstance(op, Record)}
-        rows = []
-        for record in records.values():
-            try:
-                rows.append(_row_of(record))
-            except Exception as e:  # one odd entry must not cost the others their place
-                logger.warning("llm-cache: not storing entry %s: %s", record.key[:12], e)
-        hits: dict[str, tuple[int, float]] = {}
-        if _COUNT_HITS in ops:
-            with self._lock:
-                hits, self._hits, self._hits_queued = self._hits, {}, False
-        with self.db.atomic():
-            if rows:
-                self.db.cursor().executemany(
-                    self._upsert_sql, [tuple(row[c] for c in self._upsert_columns) for row in rows]
-                )
-            if hits:
-                # The prebuilt statement adds 1; the "+ 1" placeholder takes each key's count instead.
-                self.db.cursor().executemany(
-                    self._count_hits_sql, [(count, when, key) for key, (count, when) in hits.items()]
-                )
-
-    def _settled(self, ops: Sequence[Any], error: BaseException | None) -> None:
-        if error is not None:
-            stored = sum(isinstance(op, Record) for op in ops)
-            logger.warning("llm-cache: could not write %d entries to %s: %s", stored, redact_url(self.url), error)
+    def _send_hits(self) -> None:
         with self._lock:
-            for op in ops:
-                if isinstance(op, Record) and self._pending.get(op.key) is op:
-                    del self._pending[op.key]
+            hits, self._hits = self._hits, {}
+            self._hits_sent = time.monotonic()
+        if hits and not self._writer.dead:
+            self._writer.submit(HitCounts(hits))
 
+    def _settled(self, numbers: list[int], error: str | None, notes: list[str]) -> None:
+        for note in notes:
+            logger.warning("llm-cache: %s", note)
+        done = set(numbers)
+        with self._lock:
+            written = [key for key, (number, _) in self._pending.items() if number in done]
+            for key in written:
+                del self._pending[key]
+        if error is not None:
+            logger.warning("llm-cache: could not write %d entries to %s: %s", len(written), redact_url(self.url), error)
+
+
+class HitCounts(dict[str, tuple[int, float]]):
+    """A writer op: hits per key since the last one, with the time of the latest."""
+
+
+def open_writer(url: str) -> Callable[[Sequence[Record | HitCounts]], list[str]]:
+    """Runs in the writer process: connect, build the statements once, return the batch writer."""
+    db = open_database(url)
+    # Upserts and hit counts are built once too; a batch is then one executemany each.
+    columns = [name for name in CacheEntry._meta.sorted_field_names if name != "last_hit_at"]
+    upsert_sql = (
+        CacheEntry.insert(**{name: None for name in columns})
+        .on_conflict(
+            conflict_target=[CacheEntry.key],
+            preserve=[CacheEntry._meta.fields[n] for n in columns if n not in ("key", "hit_count")],
+        )
+        .sql()[0]
+    )
+    # The statement's own column list gives the order its placeholders take values in.
+    upsert_columns = re.findall(r'"(\w+)"', upsert_sql.split("VALUES", 1)[0])[1:]
+    # The prebuilt statement adds 1; its "+ 1" placeholder takes each key's count instead.
+    count_hits_sql = (
+        CacheEntry.update(hit_count=CacheEntry.hit_count + 1, last_hit_at=0.0)
+        .where(CacheEntry.key == "?")
+        .sql()[0]
+    )
+
+    def write(ops: Sequence[Record | HitCounts]) -> list[str]:
+        notes, rows = [], []
+        for record in {op.key: op for op in ops if isinstance(op, Record)}.values():
+            try:
+                row = _row_of(record)
+                rows.append(tuple(row[c] for c in upsert_columns))
+            except Exception as e:  # one odd entry must not cost the others their place
+                notes.append(f"not storing entry {record.key[:12]}: {e}")
+        hits: dict[str, tuple[int, float]] = {}
+        for op in ops:
+            if isinstance(op, HitCounts):
+                for key, (count, when) in op.items():
+                    hits[key] = (hits.get(key, (0, 0.0))[0] + count, when)
+        with db.atomic():
+            if rows:
+                db.cursor().executemany(upsert_sql, rows)
+            if hits:
+                db.cursor().executemany(count_hits_sql, [(count, when, key) for key, (count, when) in hits.items()])
+        return notes
+
+    return write

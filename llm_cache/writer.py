@@ -1,11 +1,20 @@
-"""One thread owns every write, in batched transactions.
+"""Every write happens in one child process, in batched transactions.
 
 Measured on this machine: a peewee insert committed on mitmproxy's event loop stalls it for tens of
-ms when SQLite checkpoints its WAL, and `asyncio.to_thread` inserts stalled it up to 150 ms; one
-writer thread committing batches kept the loop's lag lowest. The loop only enqueues.
+ms when SQLite checkpoints its WAL, and `asyncio.to_thread` inserts stalled it up to 150 ms. A
+writer *thread* keeps commits off the loop but shares the GIL with it: under load every lookup that
+released the GIL inside SQLite waited to get it back (a 10 us lookup took ~100 us), and recording
+cost ~25% of mitmproxy's throughput. A writer process shares nothing. The loop only enqueues:
+multiprocessing's queue pickles and sends from a feeder thread, so a slow writer never blocks it.
+
+The child imports no mitmproxy. It stops when told to, when its queue says so, or when it sees
+that its parent is gone.
 """
 
+import itertools
 import logging
+import multiprocessing
+import os
 import queue
 import threading
 import time
@@ -14,71 +23,139 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-_STOP = object()
+Apply = Callable[[Sequence[Any]], list[str]]  # writes a batch; returns notes on entries it skipped
+
+_STOP = "stop"
+_FLUSH = "flush"
 
 
-class BatchWriter:
+class ProcessWriter:
     def __init__(
         self,
-        apply: Callable[[Sequence[Any]], None],
-        settled: Callable[[Sequence[Any], BaseException | None], None],
+        make_apply: Callable[..., Apply],
+        args: tuple[Any, ...],
+        settled: Callable[[list[int], str | None, list[str]], None],
         *,
-        max_batch: int = 512,
         linger: float = 0.05,
-        name: str = "llm-cache-writer",
+        max_batch: int = 512,
     ) -> None:
-        """`apply(batch)` writes a batch in one transaction; `settled(batch, error)` runs after it,
-        whether it worked or not (error is None on success). After the first op of a batch the
-        thread waits `linger` seconds for more: one commit per op would cost the event loop the
-        GIL for every hit and miss."""
-        self._apply = apply
+        """`make_apply(*args)` runs in the child and returns `apply(ops)`, which writes one batch in
+        one transaction and returns notes on entries it had to skip. `settled(sequence numbers,
+        error, notes)` runs in the parent (on a helper thread) once a batch is written or has
+        failed. Ops are picklable; `submit` returns the op's sequence number."""
+        context = multiprocessing.get_context("spawn")  # fork would copy mitmproxy's threads and loop
+        self._inbox = context.Queue()
+        self._outbox = context.Queue()
         self._settled = settled
-        self._max_batch = max_batch
-        self._linger = linger
-        self._queue: queue.Queue[Any] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._numbers = itertools.count(1)
+        self._flushed: dict[int, threading.Event] = {}
+        self._closing = False
+        self.dead: str | None = None
+        self._process = context.Process(
+            target=_child, name="llm-cache-writer", daemon=True,
+            args=(make_apply, args, self._inbox, self._outbox, os.getpid(), linger, max_batch),
+        )
+        self._process.start()
+        self._acks = threading.Thread(target=self._read_acks, name="llm-cache-writer-acks", daemon=True)
+        self._acks.start()
 
-    def submit(self, op: Any) -> None:
-        self._queue.put(op)
+    def submit(self, op: Any) -> int:
+        number = next(self._numbers)
+        self._inbox.put((number, op))
+        return number
 
-    def flush(self) -> None:
-        """Block until everything submitted so far has been written (or failed)."""
-        self._queue.join()
+    def flush(self, timeout: float = 30.0) -> None:
+        """Block until everything submitted so far has been written (or has failed)."""
+        if self.dead:
+            return
+        token = next(self._numbers)
+        done = self._flushed[token] = threading.Event()
+        self._inbox.put((token, _FLUSH))
+        if not done.wait(timeout):
+            logger.warning("llm-cache: the writer did not catch up within %.0f s", timeout)
+        self._flushed.pop(token, None)
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Write what is queued, then stop the thread."""
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
-        if self._thread.is_alive():
+    def close(self, timeout: float = 15.0) -> None:
+        """Write what is queued, then stop the child."""
+        self._closing = True
+        if self._process.is_alive():
+            self._inbox.put((0, _STOP))
+            self._process.join(timeout)
+        if self._process.is_alive():
             logger.warning("llm-cache: the writer did not finish within %.0f s; unwritten entries are lost", timeout)
+            self._process.kill()
+        self._acks.join(2)
+        self._inbox.close()
+        self._outbox.close()
 
-    def _run(self) -> None:
+    def _read_acks(self) -> None:
         while True:
-            batch = [self._queue.get()]
-            if batch[0] is not _STOP and self._linger:
-                time.sleep(self._linger)
-            while len(batch) < self._max_batch and batch[-1] is not _STOP:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            stopping = batch[-1] is _STOP
-            ops = batch[:-1] if stopping else batch
-            if ops:
-                self._write(ops)
-            for _ in batch:
-                self._queue.task_done()
-            if stopping:
+            try:
+                kind, payload, error, notes = self._outbox.get(timeout=1.0)
+            except queue.Empty:
+                if not self._process.is_alive():
+                    self._died(f"exit code {self._process.exitcode}")
+                    return
+                continue
+            except (EOFError, OSError):
+                return
+            if kind == "settled":
+                self._settled(payload, error, notes)
+            elif kind == "flushed" and payload in self._flushed:
+                self._flushed[payload].set()
+            elif kind == "dead":
+                self._died(error)
+                return
+            elif kind == "stopped":
                 return
 
-    def _write(self, ops: Sequence[Any]) -> None:
-        error: BaseException | None = None
+    def _died(self, reason: str | None) -> None:
+        if self._closing:
+            return
+        self.dead = reason or "unknown"
+        logger.warning("llm-cache: the writer process stopped (%s); responses are no longer recorded", self.dead)
+        for event in self._flushed.values():
+            event.set()
+
+
+def _child(make_apply: Callable[..., Apply], args: tuple[Any, ...], inbox: Any, outbox: Any, parent: int,
+           linger: float, max_batch: int) -> None:
+    try:
+        apply = make_apply(*args)
+    except Exception as e:
+        outbox.put(("dead", None, _one_line(e), []))
+        return
+    while True:
         try:
-            self._apply(ops)
-        except Exception as e:  # the cache must never take the proxy down: log, drop, go on
-            error = e
-        try:
-            self._settled(ops, error)
-        except Exception:
-            logger.exception("llm-cache: writer bookkeeping failed")
+            batch = [inbox.get(timeout=1.0)]
+        except queue.Empty:
+            if os.getppid() != parent:  # the proxy is gone, however it went
+                return
+            continue
+        if batch[0][1] not in (_STOP, _FLUSH):
+            time.sleep(linger)  # gather a batch: one commit per entry would cost far more
+        while len(batch) < max_batch and batch[-1][1] != _STOP:
+            try:
+                batch.append(inbox.get_nowait())
+            except queue.Empty:
+                break
+        ops = [(number, op) for number, op in batch if op not in (_STOP, _FLUSH)]
+        if ops:
+            error, notes = None, []
+            try:
+                notes = apply([op for _, op in ops])
+            except Exception as e:  # the cache must never take the proxy down: report, drop, go on
+                error = _one_line(e)
+            outbox.put(("settled", [number for number, _ in ops], error, notes))
+        for number, op in batch:
+            if op == _FLUSH:
+                outbox.put(("flushed", number, None, []))
+            elif op == _STOP:
+                outbox.put(("stopped", None, None, []))
+                return
+
+
+def _one_line(error: BaseException) -> str:
+    """A database error's first line: PostgreSQL's detail lines quote the whole failing row."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {first[:300]}"

@@ -246,9 +246,14 @@ def main() -> None:
         })
 
         refs = str(ROOT / "scripts" / "bench_addons.py")
-        bare = Proxy("bare", folder, ["-s", refs])
-        fixed = Proxy("fixed", folder, ["-s", refs, "--set", f"bench_fixed_response={folder / 'fixed.json'}"])
-        cache = Proxy("llm-cache", folder, ["-s", str(ROOT / "addon.py"),
+
+        def lag(name: str) -> list[str]:
+            return ["--set", f"bench_loop_lag={folder / f'lag-{name}.json'}"]
+
+        bare = Proxy("bare", folder, ["-s", refs, *lag("bare")])
+        fixed = Proxy("fixed", folder, ["-s", refs, *lag("fixed"),
+                                        "--set", f"bench_fixed_response={folder / 'fixed.json'}"])
+        cache = Proxy("llm-cache", folder, ["-s", str(ROOT / "addon.py"), "-s", refs, *lag("llm-cache"),
                                             "--set", f"llm_cache_db=sqlite:///{folder / 'cache.sqlite3'}"])
         proxies += [bare, fixed, cache]
         check_hit(cache.http_port, hit_body)
@@ -263,7 +268,10 @@ def main() -> None:
                 url, path = f"http://127.0.0.1:{proxy.http_port}", "http://api.openai.com/v1/chat/completions"
             opts = dict(unique=unique, connections=args.connections, folder=folder, pid=proxy.proc.pid)
             wrk(url, path, folder / body, seconds=1, **opts)  # warm-up
-            return wrk(url, path, folder / body, seconds=args.seconds, **opts)
+            started = time.time()
+            result = wrk(url, path, folder / body, seconds=args.seconds, **opts)
+            result["window"] = (proxy.name, started, time.time())
+            return result
 
         scenarios = {
             "ceiling, HTTPS (fixed response)": (fixed, True, "hit.json", False),
@@ -288,7 +296,9 @@ def main() -> None:
             "hit JSON HTTP / ceiling HTTP": ("hit JSON, HTTP", "ceiling, HTTP (fixed response)", 0.85),
             "miss / passthrough": ("miss, HTTP (llm-cache records)", "passthrough, HTTP (bare mitmproxy)", 0.90),
         }
-        cache.stop()
+        for proxy in proxies:
+            proxy.stop()  # each writes its loop-lag samples as it shuts down
+        attach_loop_lag(rounds, results, folder)
         stored = cache_models.open_database(f"sqlite:///{folder / 'cache.sqlite3'}")
         recorded = cache_models.CacheEntry.select().count() - args.entries - 3
         stored.close()
@@ -298,6 +308,17 @@ def main() -> None:
             proxy.stop()
         stop_pid(upstream)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def attach_loop_lag(rounds: dict[str, list[dict]], results: dict[str, dict], folder: Path) -> None:
+    """p99 and max event-loop lag of each scenario, over the windows of all its measured rounds."""
+    samples = {name: orjson.loads((folder / f"lag-{name}.json").read_bytes())
+               for name in ("bare", "fixed", "llm-cache")}
+    for scenario, runs in rounds.items():
+        lags = sorted(lag for run in runs for (t, lag) in samples[run["window"][0]]
+                      if run["window"][1] <= t <= run["window"][2])
+        results[scenario]["lag_p99_ms"] = lags[int(len(lags) * 0.99)] * 1000 if lags else float("nan")
+        results[scenario]["lag_max_ms"] = lags[-1] * 1000 if lags else float("nan")
 
 
 def median_round(runs: list[dict]) -> dict:
@@ -313,12 +334,13 @@ def report(args: argparse.Namespace, results: dict, ratios: dict, recorded: int)
     print(f"\nllm-cache benchmark: {os.cpu_count()} cores, wrk -t1 -c{args.connections}, {args.rounds} rounds of "
           f"{args.seconds} s, {args.body_kb} KB request bodies, {args.entries} entries in the cache (median round)\n")
     print(f"| {'scenario':<36} | {'req/s':>6} | {'min-max req/s':>13} | {'p50 ms':>6} | {'p99 ms':>6} | "
-          f"{'proxy CPU/req':>13} | {'errors':>6} |")
-    print(f"|{'-' * 38}|{'-' * 8}|{'-' * 15}|{'-' * 8}|{'-' * 8}|{'-' * 15}|{'-' * 8}|")
+          f"{'proxy CPU/req':>13} | {'loop lag p99/max ms':>19} | {'errors':>6} |")
+    print(f"|{'-' * 38}|{'-' * 8}|{'-' * 15}|{'-' * 8}|{'-' * 8}|{'-' * 15}|{'-' * 21}|{'-' * 8}|")
     for name, r in results.items():
         spread = f"{r['spread'][0]:.0f}-{r['spread'][1]:.0f}"
+        lag = f"{r['lag_p99_ms']:.1f} / {r['lag_max_ms']:.1f}"
         print(f"| {name:<36} | {r['rps']:>6.0f} | {spread:>13} | {r['p50_ms']:>6.2f} | {r['p99_ms']:>6.2f} "
-              f"| {r['cpu_us']:>10.0f} us | {r['errors']:>6} |")
+              f"| {r['cpu_us']:>10.0f} us | {lag:>19} | {r['errors']:>6} |")
     print(f"\n| {'throughput ratio':<36} | {'req/s':>6} | {'CPU':>6} | {'target':<16} |")
     print(f"|{'-' * 38}|{'-' * 8}|{'-' * 8}|{'-' * 18}|")
     summary = {}
@@ -328,13 +350,15 @@ def report(args: argparse.Namespace, results: dict, ratios: dict, recorded: int)
         summary[name] = {"rps": value, "cpu": by_cpu}
         verdict = "" if target is None else (f">= {target:.0%}" + (" met" if value >= target else " missed"))
         print(f"| {name:<36} | {value:>6.1%} | {by_cpu:>6.1%} | {verdict:<16} |")
-    print("\n(CPU: the same ratio from the proxy process's CPU time per request, steadier than wall-clock req/s "
-          "on a shared machine)")
+    print("\nCPU: the same ratio from the proxy process's CPU time per request (all threads), steadier than "
+          "wall-clock req/s on a shared machine.\nLoop lag: how late a 5 ms timer on the proxy's event loop fired "
+          "while the scenario ran; a write stalling the loop would show here.")
     misses = results["miss, HTTP (llm-cache records)"]["requests"]
     print(f"\nmisses answered in the measured runs: {misses}; entries recorded by the miss runs (warm-ups "
           f"included): {recorded}")
     if args.json:
-        args.json.write_text(json.dumps({"results": results, "ratios": summary, "recorded": recorded}, indent=2))
+        args.json.write_text(json.dumps({"results": results, "ratios": summary, "recorded": recorded}, indent=2,
+                                        default=str))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 import dataclasses
 import logging
 import os
+import re
 import threading
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 import cache_models
 from cache_models import CacheEntry, CacheStore, resolve_db_url
 from llm_cache.records import Record, unpack_request
+from tests.support.procs import wait_for
 
 REQUEST = b'{"model": "gpt", "messages": [], "stream": true}'
 USAGE = b', "usage": {"prompt_tokens": 3, "completion_tokens": 4}'
@@ -103,17 +105,28 @@ def test_many_writes_from_many_threads_all_land(store):
     assert store.stats()["entries"] == 200
 
 
-def test_a_failing_write_is_logged_and_forgotten(store, caplog, monkeypatch):
-    def broken(ops):
-        raise RuntimeError("disk on fire")
-
-    monkeypatch.setattr(store, "_apply", broken)
-    monkeypatch.setattr(store._writer, "_apply", broken)
+def test_a_failing_write_is_logged_and_forgotten(store, caplog):
     with caplog.at_level(logging.WARNING):
-        store.put(record())
+        store.put(dataclasses.replace(record(), status=None))  # NOT NULL fails inside the writer process
         store.flush()
-    assert "could not write 1 entries" in caplog.text and "disk on fire" in caplog.text
+    assert "could not write 1 entries" in caplog.text and re.search("not.null", caplog.text, re.IGNORECASE)
+    assert "Failing row" not in caplog.text  # PostgreSQL's DETAIL line would quote the row
     assert store.find("a" * 64) is None  # nothing half-written is ever served
+    store.put(record(key="b" * 64))  # and the writer goes on
+    store.flush()
+    assert store.find("b" * 64) is not None
+
+
+def test_a_dead_writer_leaves_reads_working_and_refuses_writes(store, caplog):
+    store.put(record())
+    store.flush()
+    with caplog.at_level(logging.WARNING):
+        store._writer._process.kill()
+        assert wait_for(lambda: store._writer.dead is not None)
+    assert "the writer process stopped" in caplog.text
+    assert store.find("a" * 64) is not None
+    with pytest.raises(RuntimeError, match="writer process stopped"):
+        store.put(record(key="b" * 64))
 
 
 @pytest.mark.parametrize(
