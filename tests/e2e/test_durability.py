@@ -1,11 +1,13 @@
 """Restarts, offline replay, credentials and broken databases, each with proxies of its own."""
 
+import os
 import socket
 
 import anthropic
 import openai
 import pytest
 
+from cache_models import CacheEntry, open_database
 from tests.support.procs import Mitmdump
 
 OPENAI_KEY = "sk-proj-DURABLESECRETOPENAI"
@@ -109,3 +111,26 @@ def test_an_unusable_database_degrades_to_plain_pass_through(tmp_path, certs, fa
     finally:
         proxy.stop()
     assert corrupt.read_bytes() == b"not a database " * 1000  # nothing was written into it
+
+
+def test_a_team_shares_one_postgresql_cache(tmp_path, certs, fake, agent_env):
+    url = os.environ.get("LLM_CACHE_TEST_POSTGRES")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("CI must provide PostgreSQL: .ci/run exports LLM_CACHE_TEST_POSTGRES")
+        pytest.skip("no PostgreSQL here: .ci/postgres.sh starts one and sets LLM_CACHE_TEST_POSTGRES")
+    open_database(url).drop_tables([CacheEntry])
+    # Two people's proxies, one database: what one records, the other replays offline.
+    alice = Mitmdump(tmp_path / "alice", certs=certs, fake=fake, db_url=url)
+    bob = Mitmdump(tmp_path / "bob", certs=certs, upstream_https=closed_port(), db_url=url)
+    try:
+        agent_env(alice)
+        recorded, headers = agent_run("shared by the team")
+        assert headers == ["MISS"] * 4
+        alice.stop()
+        agent_env(bob)
+        replayed, headers = agent_run("shared by the team")
+        assert headers == ["HIT"] * 4 and replayed == recorded
+    finally:
+        alice.stop()
+        bob.stop()

@@ -82,5 +82,16 @@ def test_mitmweb_shows_hits_and_misses(tmp_path: Path, fake, certs):
             ("/v1/chat/completions", "⚡", ["llm-cache", "HIT"]),
             ("/v1/models", "", [""]),
         ]
+
+        # The commands, as mitmweb's command bar (or its API) runs them.
+        with httpx.Client(base_url=f"http://127.0.0.1:{web_port}", trust_env=False) as ui:
+            ui.get("/", params={"token": token})  # logs in: sets the auth cookie
+            # The UI gets its XSRF cookie over the websocket; tornado takes any matching cookie/header pair.
+            ui.cookies.set("_mitmproxy_xsrf", "11223344")
+            xsrf = {"X-XSRFToken": "11223344"}
+            stats = orjson.loads(ui.post("/commands/llmcache.stats", json={"arguments": []}, headers=xsrf)
+                                 .json()["value"])
+            assert (stats["entries"], stats["hits"], stats["families"]["openai.chat"]["entries"]) == (1, 1, 1)
+            assert ui.post("/commands/llmcache.clear", json={"arguments": []}, headers=xsrf).json()["value"] == 1
     finally:
         web.stop()
