@@ -3,6 +3,7 @@
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -95,3 +96,14 @@ def test_mitmweb_shows_hits_and_misses(tmp_path: Path, fake, certs):
             assert ui.post("/commands/llmcache.clear", json={"arguments": []}, headers=xsrf).json()["value"] == 1
     finally:
         web.stop()
+
+
+def test_a_bad_database_option_stops_mitmdump_with_a_clear_message(tmp_path):
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "mitmdump"), "--set", f"confdir={tmp_path}", "-s", str(ROOT / "addon.py"),
+         "--listen-host", "127.0.0.1", "--listen-port", "0", "--set", "llm_cache_db=mysql://db/cache"],
+        capture_output=True, text=True, timeout=30, env=clean_env(),
+    )
+    assert result.returncode != 0
+    assert "llm_cache_db must be a database URL with one of the schemes sqlite, postgres, postgresql" in (
+        result.stdout + result.stderr)
