@@ -8,14 +8,14 @@ TOOLS = [{"name": "get_weather", "description": "weather", "input_schema": {
 
 
 def create(client, prompt, **kwargs):
-    kwargs.setdefault("model", "claude-sonnet-4-5")
+    kwargs.setdefault("model", "claude-test-model")
     raw = client.messages.with_raw_response.create(max_tokens=64, messages=[{"role": "user", "content": prompt}],
                                                    **kwargs)
     return raw.headers, raw.parse()
 
 
 def stream(client, prompt, **kwargs):
-    kwargs.setdefault("model", "claude-sonnet-4-5")
+    kwargs.setdefault("model", "claude-test-model")
     with client.messages.stream(max_tokens=64, messages=[{"role": "user", "content": prompt}], **kwargs) as s:
         text = "".join(s.text_stream)
         return s.response.headers, text, s.get_final_message()
@@ -65,7 +65,7 @@ def test_claude_codes_beta_endpoint_is_cached(client_env, fake, prompt):
     # Claude Code posts to /v1/messages?beta=true with anthropic-beta flags.
     headers = {"x-api-key": "sk-ant-E2ESECRETANTHROPIC", "anthropic-version": "2023-06-01",
                "anthropic-beta": "interleaved-thinking-2025-05-14"}
-    body = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": prompt}]}
+    body = {"model": "claude-test-model", "max_tokens": 64, "messages": [{"role": "user", "content": prompt}]}
     with httpx.Client() as client:
         answers = [client.post("https://api.anthropic.com/v1/messages?beta=true", json=body, headers=headers)
                    for _ in range(2)]
@@ -76,7 +76,7 @@ def test_claude_codes_beta_endpoint_is_cached(client_env, fake, prompt):
 def test_a_different_beta_header_misses(client_env, fake, prompt):
     client = anthropic.Anthropic()
     heads = [client.beta.messages.with_raw_response.create(
-        model="claude-sonnet-4-5", max_tokens=64, betas=[beta], messages=[{"role": "user", "content": prompt}]
+        model="claude-test-model", max_tokens=64, betas=[beta], messages=[{"role": "user", "content": prompt}]
     ).headers["x-llm-cache"] for beta in ("one-beta", "another-beta")]
     assert heads == ["MISS", "MISS"]
 

@@ -44,8 +44,8 @@ def agent_run(prompt):
     chat = oa.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=messages)
     stream = oa.chat.completions.create(model="gpt-4o-mini", messages=stream_messages, stream=True)
     streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
-    message = an.messages.with_raw_response.create(model="claude-sonnet-4-5", max_tokens=64, messages=messages)
-    with an.messages.stream(model="claude-sonnet-4-5", max_tokens=64, messages=stream_messages) as s:
+    message = an.messages.with_raw_response.create(model="claude-test-model", max_tokens=64, messages=messages)
+    with an.messages.stream(model="claude-test-model", max_tokens=64, messages=stream_messages) as s:
         anthropic_streamed = "".join(s.text_stream)
     seen = {
         "chat": chat.parse().choices[0].message.content,

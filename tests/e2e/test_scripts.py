@@ -2,6 +2,7 @@
 
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -44,7 +45,8 @@ def test_scripts_run_starts_the_proxy_with_the_repos_config(tmp_path, fake, cert
         assert f"SSL_CERT_FILE={ca}" in text and f"HTTPS_PROXY=http://127.0.0.1:{port}" in text
         assert f"sqlite:///{tmp_path}/llm-cache.sqlite3" in text  # config.yaml's relative path, resolved
 
-        with httpx.Client(proxy=f"http://127.0.0.1:{port}", verify=str(ca), trust_env=False) as client:
+        with httpx.Client(proxy=f"http://127.0.0.1:{port}", verify=ssl.create_default_context(cafile=ca),
+                          trust_env=False) as client:
             url = f"https://127.0.0.1:{fake.https_port}/v1/chat/completions"
             heads = [client.post(url, content=chat_body("scripts/run"), headers={"content-type": "application/json"})
                      .headers["x-llm-cache"] for _ in range(2)]
@@ -65,7 +67,7 @@ def test_mitmweb_shows_hits_and_misses(tmp_path: Path, fake, certs):
     web = Mitmdump(tmp_path, certs=certs, fake=fake, tool="mitmweb",
                    extra=["--set", f"web_port={web_port}", "--set", "web_open_browser=false"])
     try:
-        with httpx.Client(proxy=web.url, verify=str(web.ca), trust_env=False) as client:
+        with httpx.Client(proxy=web.url, verify=ssl.create_default_context(cafile=web.ca), trust_env=False) as client:
             for _ in range(2):
                 client.post("https://api.openai.com/v1/chat/completions", content=chat_body("mitmweb"),
                             headers={"content-type": "application/json"})
