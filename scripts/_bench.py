@@ -45,11 +45,22 @@ COMPLETION_BYTES = orjson.dumps(COMPLETION)
 
 # -- the upstream -------------------------------------------------------------------------------
 
+STREAM_FIRST = openai_chat.synthesise(COMPLETION, include_usage=False).split(b"\n\n", 1)[0] + b"\n\n"
+STREAM_REST = openai_chat.synthesise(COMPLETION, include_usage=False).split(b"\n\n", 1)[1]
+STREAM_DELAY = 0.2  # between a stream's first event and the rest
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
 class FixedAnswer(asyncio.Protocol):
-    """HTTP/1.1 keep-alive server answering every request with COMPLETION."""
+    """HTTP/1.1 keep-alive server answering every request with COMPLETION, or, for a body with
+    "stream":true, with its SSE form: the first event at once, the rest STREAM_DELAY later."""
 
     RESPONSE = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
                 % len(COMPLETION_BYTES)) + COMPLETION_BYTES
+    STREAM_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
 
     def connection_made(self, transport):  # type: ignore[override]
         self.transport = transport
@@ -65,8 +76,14 @@ class FixedAnswer(asyncio.Protocol):
                     length = int(line.split(b":", 1)[1])
             if len(self.buffer) < end + 4 + length:
                 return
+            body = bytes(self.buffer[end + 4: end + 4 + length])
             del self.buffer[: end + 4 + length]
-            self.transport.write(self.RESPONSE)
+            if b'"stream":true' in body:
+                self.transport.write(self.STREAM_HEAD + _chunk(STREAM_FIRST))
+                rest = _chunk(STREAM_REST) + b"0\r\n\r\n"
+                asyncio.get_running_loop().call_later(STREAM_DELAY, self.transport.write, rest)
+            else:
+                self.transport.write(self.RESPONSE)
 
 
 def serve_upstream(port: int) -> None:
@@ -202,6 +219,32 @@ def wrk(url: str, path: str, body_file: Path, *, unique: bool, seconds: int, con
             "requests": requests, "errors": bad_status + io_errors, "cpu_us": cpu / max(requests, 1) * 1e6}
 
 
+def time_to_first_event(proxy_port: int | None, upstream_port: int, body_kb: int, count: int = 20) -> dict:
+    """Streamed misses, one at a time: when the first event reaches the client, and the last.
+    With no proxy port, straight to the upstream: the baseline."""
+    firsts, lasts = [], []
+    target = b"/v1/chat/completions" if proxy_port is None else (
+        b"http://127.0.0.1:%d/v1/chat/completions" % upstream_port)
+    for n in range(count):
+        body = chat_body(body_kb, f"ttfb {n} {random.random()}", stream=True)
+        request = (b"POST %s HTTP/1.1\r\nhost: 127.0.0.1:%d\r\n"
+                   b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+                   % (target, upstream_port, len(body))) + body
+        with socket.create_connection(("127.0.0.1", proxy_port or upstream_port)) as sock:
+            start = time.perf_counter()
+            sock.sendall(request)
+            received, first = b"", None
+            while not received.endswith(b"0\r\n\r\n") and (chunk := sock.recv(65536)):  # to the last chunk
+                received += chunk
+                if first is None and b"data:" in received:
+                    first = time.perf_counter() - start
+            lasts.append(time.perf_counter() - start)
+        if first is None or b"[DONE]" not in received:
+            raise RuntimeError("the streamed miss did not arrive whole")
+        firsts.append(first)
+    return {"first_ms": sorted(firsts)[count // 2] * 1000, "last_ms": sorted(lasts)[count // 2] * 1000}
+
+
 def check_hit(port: int, body: bytes) -> None:
     """Refuse to measure "hits" that are not hits."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": f"http://127.0.0.1:{port}"}))
@@ -290,6 +333,10 @@ def main() -> None:
             for name, (proxy, tls, body, unique) in scenarios.items():
                 rounds[name].append(run(proxy, tls, body, unique))
         results = {name: median_round(runs) for name, runs in rounds.items()}
+        print("streamed misses, time to first event ...", file=sys.stderr)
+        ttfb = {name: time_to_first_event(port, upstream_port, args.body_kb)
+                for name, port in (("no proxy", None), ("bare mitmproxy", bare.http_port),
+                                   ("llm-cache (records)", cache.http_port))}
         ratios = {
             "hit JSON HTTPS / ceiling HTTPS": ("hit JSON, HTTPS", "ceiling, HTTPS (fixed response)", 0.85),
             "hit stream HTTPS / ceiling HTTPS": ("hit stream, HTTPS", "ceiling, HTTPS (fixed response)", None),
@@ -302,7 +349,7 @@ def main() -> None:
         stored = cache_models.open_database(f"sqlite:///{folder / 'cache.sqlite3'}")
         recorded = cache_models.CacheEntry.select().count() - args.entries - 3
         stored.close()
-        report(args, results, ratios, recorded)
+        report(args, results, ratios, recorded, ttfb)
     finally:
         for proxy in proxies:
             proxy.stop()
@@ -330,7 +377,7 @@ def median_round(runs: list[dict]) -> dict:
     return middle
 
 
-def report(args: argparse.Namespace, results: dict, ratios: dict, recorded: int) -> None:
+def report(args: argparse.Namespace, results: dict, ratios: dict, recorded: int, ttfb: dict) -> None:
     print(f"\nllm-cache benchmark: {os.cpu_count()} cores, wrk -t1 -c{args.connections}, {args.rounds} rounds of "
           f"{args.seconds} s, {args.body_kb} KB request bodies, {args.entries} entries in the cache (median round)\n")
     print(f"| {'scenario':<36} | {'req/s':>6} | {'min-max req/s':>13} | {'p50 ms':>6} | {'p99 ms':>6} | "
@@ -350,14 +397,22 @@ def report(args: argparse.Namespace, results: dict, ratios: dict, recorded: int)
         summary[name] = {"rps": value, "cpu": by_cpu}
         verdict = "" if target is None else (f">= {target:.0%}" + (" met" if value >= target else " missed"))
         print(f"| {name:<36} | {value:>6.1%} | {by_cpu:>6.1%} | {verdict:<16} |")
-    print("\nCPU: the same ratio from the proxy process's CPU time per request (all threads), steadier than "
+    print("\nCPU: the same ratio from mitmdump's CPU time per request (all its threads; the writer process is apart), "
+          "steadier than "
           "wall-clock req/s on a shared machine.\nLoop lag: how late a 5 ms timer on the proxy's event loop fired "
           "while the scenario ran; a write stalling the loop would show here.")
+    print(f"\nStreamed misses, one at a time (upstream: first event at once, the rest {STREAM_DELAY * 1000:.0f} ms "
+          "later), median of 20:")
+    for name, t in ttfb.items():
+        print(f"  {name:<22} first event after {t['first_ms']:6.2f} ms, last after {t['last_ms']:7.2f} ms")
+    print("  (bare mitmproxy buffers a response body until its end unless told to stream; llm-cache streams "
+          "LLM event streams as they arrive)")
     misses = results["miss, HTTP (llm-cache records)"]["requests"]
     print(f"\nmisses answered in the measured runs: {misses}; entries recorded by the miss runs (warm-ups "
           f"included): {recorded}")
     if args.json:
-        args.json.write_text(json.dumps({"results": results, "ratios": summary, "recorded": recorded}, indent=2,
+        args.json.write_text(json.dumps({"results": results, "ratios": summary, "recorded": recorded, "ttfb": ttfb},
+                                        indent=2,
                                         default=str))
 
 

@@ -2,9 +2,12 @@
 
 import gzip
 import logging
+import zlib
 
+import brotli
 import orjson
 import pytest
+import zstandard
 from mitmproxy import exceptions, http
 from mitmproxy.test import taddons, tflow, tutils
 
@@ -112,13 +115,28 @@ def test_a_flow_answered_by_another_addon_is_left_alone(cache):
     assert "llm_cache" not in f.metadata
 
 
-def test_compressed_request_bodies_are_keyed_on_their_content(cache):
+@pytest.mark.parametrize(
+    "encoding, compress",
+    [("gzip", gzip.compress), ("deflate", zlib.compress), ("br", brotli.compress),
+     ("zstd", lambda b: zstandard.ZstdCompressor().compress(b))],
+)
+def test_compressed_request_bodies_are_keyed_on_their_content(cache, encoding, compress):
     plain = send(cache, llm_flow())
     upstream(cache, plain, body=orjson.dumps(COMPLETION))
-    zipped = llm_flow(extra_headers=[(b"content-encoding", b"gzip")])
-    zipped.request.raw_content = gzip.compress(orjson.dumps(CHAT))
-    send(cache, zipped)
-    assert zipped.response is not None and zipped.response.headers["X-LLM-Cache"] == "HIT"
+    packed = llm_flow(extra_headers=[(b"content-encoding", encoding.encode())])
+    packed.request.raw_content = compress(orjson.dumps(CHAT))
+    assert packed.request.raw_content != orjson.dumps(CHAT)
+    send(cache, packed)
+    assert packed.response is not None and packed.response.headers["X-LLM-Cache"] == "HIT"
+
+
+def test_an_undecodable_request_body_passes_through(cache, caplog):
+    broken = llm_flow(extra_headers=[(b"content-encoding", b"gzip")])
+    broken.request.raw_content = b"not gzip at all"
+    with caplog.at_level(logging.WARNING):
+        send(cache, broken)
+    assert broken.response is None and "llm_cache" not in broken.metadata
+    assert "reading the request body failed" in caplog.text
 
 
 def test_the_key_is_taken_before_other_addons_rewrite_the_url(cache):
