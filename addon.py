@@ -98,14 +98,16 @@ class LLMCache:
         if flow.response or flow.error or not flow.live:
             return
         state = flow.metadata.get(META)
+        if state is None:
+            return
         store = self._store()
-        if state is None or store is None:
-            flow.metadata.pop(META, None)
+        if store is None:
+            del flow.metadata[META]
             return
         family = Family(state["family"])
         try:
             facts = self._memo.facts(family, flow.request.get_content(strict=True) or b"")
-        except ValueError as e:
+        except Exception as e:  # undecodable, not JSON, nested past any sane depth: not ours to judge
             self._failures.passed_through("reading the request body", e)
             facts = None
         if facts is None:  # not JSON of the expected shape: not an LLM call after all

@@ -38,6 +38,8 @@ database = DatabaseProxy()
 
 SUPPORTED_SCHEMES = ("sqlite", "postgres", "postgresql")
 
+CONNECT_TIMEOUT = 3  # seconds, for PostgreSQL unless the URL sets ?connect_timeout=
+
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",  # the event loop reads while the writer thread commits, without waiting
     "synchronous": "normal",  # with WAL: survives a crash of the proxy, and commits stay cheap
@@ -107,8 +109,12 @@ def open_database(url: str) -> Database:
     if url.startswith("sqlite:///"):
         os.makedirs(os.path.dirname(url[len("sqlite:///"):]) or ".", exist_ok=True)
         db = connect(url, pragmas=SQLITE_PRAGMAS)
-    else:
+    elif "connect_timeout=" in url:
         db = connect(url)
+    else:
+        # Opening runs on the event loop (at start, and when retrying an unavailable database):
+        # an unreachable server must not hold it for a TCP timeout of minutes.
+        db = connect(url, connect_timeout=CONNECT_TIMEOUT)
     database.initialize(db)
     db.connect(reuse_if_open=True)
     db.create_tables([CacheEntry], safe=True)

@@ -108,6 +108,14 @@ def test_other_traffic_passes_untouched_and_unrecorded(cache, flow):
     assert stored(cache) == 0
 
 
+def test_absurdly_nested_json_passes_through(cache, caplog):
+    deep = b'{"model": "m", "messages": [' + b"[" * 5000 + b"]" * 5000 + b"]}"
+    with caplog.at_level(logging.WARNING):
+        f = send(cache, llm_flow(deep))
+    assert f.response is None and "llm_cache" not in f.metadata
+    assert "reading the request body failed" in caplog.text
+
+
 def test_a_flow_answered_by_another_addon_is_left_alone(cache):
     f = llm_flow()
     f.response = tutils.tresp()

@@ -4,6 +4,7 @@ import dataclasses
 import logging
 import os
 import re
+import socket
 import threading
 
 import pytest
@@ -41,6 +42,13 @@ def store(db_url):
     store = CacheStore(db_url)
     yield store
     store.close()
+
+
+def test_postgresql_connections_time_out(store):
+    if store.url.startswith("postgresql"):
+        assert store.db.connect_params["connect_timeout"] == cache_models.CONNECT_TIMEOUT
+    else:
+        assert "connect_timeout" not in store.db.connect_params
 
 
 def test_put_is_visible_at_once_and_after_the_commit(store):
@@ -177,3 +185,15 @@ def test_one_unstorable_entry_does_not_cost_the_batch(store, caplog):
         store.flush()
     assert store.find("b" * 64) is not None and store.find("a" * 64) is None
     assert "not storing entry aaaaaaaaaaaa" in caplog.text
+
+
+def test_an_unreachable_postgresql_fails_fast():
+    import time
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    with pytest.raises(Exception, match="Connection refused|could not connect"):
+        cache_models.open_database(f"postgresql://nobody@127.0.0.1:{port}/nothing")
+    assert time.monotonic() - start < cache_models.CONNECT_TIMEOUT + 2
