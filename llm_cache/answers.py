@@ -32,10 +32,13 @@ def replay(record: Record, family: Family, *, want_stream: bool, include_usage: 
         return None
     else:
         content_type = SSE_CONTENT_TYPE if want_stream else JSON_CONTENT_TYPE
-        if want_stream:
-            body = formats.json_to_stream(family, record.body, include_usage=include_usage)
-        else:
-            body = formats.stream_to_json(family, record.body)
+        try:
+            if want_stream:
+                body = formats.json_to_stream(family, record.body, include_usage=include_usage)
+            else:
+                body = formats.stream_to_json(family, record.body)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None  # an entry we cannot convert is a miss: the fresh answer replaces it
         headers = [(n, v) for n, v in headers if n.lower() != "content-type"] + [("content-type", content_type)]
     headers += [
         ("X-LLM-Cache", "HIT"),

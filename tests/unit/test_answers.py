@@ -55,6 +55,13 @@ def test_anthropic_cross_serving_both_ways():
     assert as_json is not None and orjson.loads(as_json.body) == message
 
 
+def test_a_malformed_stored_stream_is_no_answer():
+    delta = {"type": "content_block_delta", "index": 3, "delta": {"type": "text_delta", "text": "x"}}
+    orphan_delta = sse.encode([("content_block_delta", delta), ("message_stop", {"type": "message_stop"})])
+    broken = record(orphan_delta, True, "text/event-stream")
+    assert answers.replay(broken, Family.ANTHROPIC_MESSAGES, want_stream=False, include_usage=False, now=0) is None
+
+
 def test_an_entry_that_cannot_be_converted_is_no_answer():
     responses_json = record(b'{"output": []}', False, "application/json")
     assert answers.replay(responses_json, Family.OPENAI_RESPONSES, want_stream=True, include_usage=False, now=0) is None
