@@ -134,3 +134,21 @@ def test_a_team_shares_one_postgresql_cache(tmp_path, certs, fake, agent_env):
     finally:
         alice.stop()
         bob.stop()
+
+
+def test_the_key_is_the_url_the_client_called_not_the_rewritten_one(tmp_path, certs, fake, agent_env, monkeypatch):
+    proxy = Mitmdump(tmp_path, certs=certs, fake=fake,
+                     extra=["--map-remote", r"|//api\.openai\.com/|//api.groq.com/"])
+    try:
+        agent_env(proxy)
+
+        def call(base_url):
+            monkeypatch.setenv("OPENAI_BASE_URL", base_url)
+            return openai.OpenAI(max_retries=0).chat.completions.with_raw_response.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "mapped"}]).headers["x-llm-cache"]
+
+        assert call("https://api.openai.com/v1") == "MISS"  # went to api.groq.com, keyed as api.openai.com
+        assert call("https://api.groq.com/v1") == "MISS"  # the rewritten URL is another key
+        assert call("https://api.openai.com/v1") == "HIT"
+    finally:
+        proxy.stop()

@@ -171,3 +171,40 @@ def test_embeddings_and_responses_are_cached(client_env, fake, prompt):
     responses = [client.responses.with_raw_response.create(model="gpt-4o-mini", input=prompt) for _ in range(2)]
     assert [r.headers["x-llm-cache"] for r in responses] == ["MISS", "HIT"]
     assert responses[1].parse().output_text == responses[0].parse().output_text
+
+
+def test_responses_stream_miss_hit_and_served_as_json(client_env, fake, prompt):
+    client = openai.OpenAI()
+    before = fake.calls()
+    texts = []
+    for _ in range(2):
+        with client.responses.stream(model="gpt-4o-mini", input=prompt) as stream:
+            texts.append(stream.get_final_response().output_text)
+    as_json = client.responses.with_raw_response.create(model="gpt-4o-mini", input=prompt)
+    assert fake.calls() - before == 1
+    assert texts[0] == texts[1] == as_json.parse().output_text and prompt in texts[0]
+    assert as_json.headers["x-llm-cache"] == "HIT"
+    assert as_json.parse().usage.total_tokens == 12
+
+
+def test_legacy_completions_json_and_stream(client_env, fake, prompt):
+    client = openai.OpenAI()
+    before = fake.calls()
+    raw = [client.completions.with_raw_response.create(model="gpt-3.5-turbo-instruct", prompt=prompt)
+           for _ in range(2)]
+    assert [r.headers["x-llm-cache"] for r in raw] == ["MISS", "HIT"]
+    assert raw[0].parse().choices[0].text == raw[1].parse().choices[0].text
+    texts, heads = [], []
+    for _ in range(2):  # each stream read to its end before the next request
+        stream = client.completions.create(model="gpt-3.5-turbo-instruct", prompt=prompt + " streamed", stream=True)
+        texts.append("".join(c.choices[0].text for c in stream if c.choices))
+        heads.append(stream.response.headers["x-llm-cache"])
+    assert heads == ["MISS", "HIT"]
+    assert texts[0] == texts[1] and "streamed" in texts[0]
+    assert fake.calls() - before == 2
+
+
+def test_one_cache_serves_a_key_rotation(client_env, fake, prompt):
+    first = chat(openai.OpenAI(api_key="sk-proj-OLDKEY"), prompt)
+    second = chat(openai.OpenAI(api_key="sk-proj-NEWKEY"), prompt)
+    assert (first[0]["x-llm-cache"], second[0]["x-llm-cache"]) == ("MISS", "HIT")

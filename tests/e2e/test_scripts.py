@@ -72,11 +72,13 @@ def test_mitmweb_shows_hits_and_misses(tmp_path: Path, fake, certs):
                 client.post("https://api.openai.com/v1/chat/completions", content=chat_body("mitmweb"),
                             headers={"content-type": "application/json"})
             client.get("https://api.openai.com/v1/models")
+            client.post("https://api.openai.com/v1/chat/completions", headers={"content-type": "application/json"},
+                        content=orjson.dumps({"model": "fake-500", "messages": [{"role": "user", "content": "x"}]}))
         token = web.text().split("?token=")[1].split()[0]
         deadline = time.monotonic() + 10
         while True:
             flows = httpx.get(f"http://127.0.0.1:{web_port}/flows?token={token}", trust_env=False).json()
-            if len(flows) == 3 or time.monotonic() > deadline:
+            if len(flows) == 4 or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
         seen = [(f["request"]["path"], f["marked"], f["comment"].split(" ")[:2]) for f in flows]
@@ -84,7 +86,9 @@ def test_mitmweb_shows_hits_and_misses(tmp_path: Path, fake, certs):
             ("/v1/chat/completions", "💾", ["llm-cache", "MISS"]),
             ("/v1/chat/completions", "⚡", ["llm-cache", "HIT"]),
             ("/v1/models", "", [""]),
+            ("/v1/chat/completions", "🔴", ["llm-cache", "MISS"]),
         ]
+        assert flows[3]["comment"].endswith("skipped: upstream status 500")
 
         # The commands, as mitmweb's command bar (or its API) runs them.
         with httpx.Client(base_url=f"http://127.0.0.1:{web_port}", trust_env=False) as ui:
@@ -109,3 +113,28 @@ def test_a_bad_database_option_stops_mitmdump_with_a_clear_message(tmp_path):
     assert result.returncode != 0
     assert "llm_cache_db must be a database URL with one of the schemes sqlite, postgres, postgresql" in (
         result.stdout + result.stderr)
+
+
+def test_scripts_run_web_starts_mitmweb(tmp_path):
+    for name in REPO_FILES:
+        source = ROOT / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    web_port = free_port()
+    proc = subprocess.Popen(
+        [str(tmp_path / "scripts" / "run"), "--web", "--listen-port", "0", "--set", f"web_port={web_port}",
+         "--set", "web_open_browser=false"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env(),
+    )
+    try:
+        assert proc.stdout is not None
+        seen = ""
+        for line in proc.stdout:
+            seen += line
+            if "Point an agent at it" in seen and f"Web server listening at http://127.0.0.1:{web_port}/" in seen:
+                break
+        assert "Loading script" in seen and "addon.py" in seen
+        token = seen.split("?token=")[1].split()[0]
+        assert httpx.get(f"http://127.0.0.1:{web_port}/flows?token={token}", trust_env=False).json() == []
+    finally:
+        stop_pid(proc)

@@ -91,10 +91,9 @@ class Handler(BaseHTTPRequestHandler):
                 {"object": "embedding", "index": 0, "embedding": [n / 1000, 0.5, -0.25]}],
                 "usage": {"prompt_tokens": 3, "total_tokens": 3}})
         elif path.endswith("/responses"):
-            self._json(200, {"id": f"resp_{n}", "object": "response", "model": model, "status": "completed",
-                             "output": [{"type": "message", "role": "assistant", "content": [
-                                 {"type": "output_text", "text": text, "annotations": []}]}],
-                             "usage": {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12}})
+            self._responses(body, text, n)
+        elif path.endswith("/completions"):
+            self._completions(body, text, n)
         else:
             self._json(404, {"error": {"message": f"no route {path} (call #{n})"}})
 
@@ -185,6 +184,55 @@ class Handler(BaseHTTPRequestHandler):
         events.append(chunk({}, "tool_calls" if tools else "stop"))
         if (body.get("stream_options") or {}).get("include_usage"):
             events.append(b"data: " + json.dumps({**base, "choices": [], "usage": usage}).encode() + b"\n\n")
+        events.append(b"data: [DONE]\n\n")
+        self._stream(model, events)
+
+    # -- OpenAI responses and legacy completions ----------------------------------------------
+
+    def _responses(self, body: dict, text: str, n: int) -> None:
+        model = body["model"]
+        message = {"id": f"msg_{n}", "type": "message", "role": "assistant", "status": "completed",
+                   "content": [{"type": "output_text", "text": text, "annotations": []}]}
+        response = {"id": f"resp_{n}", "object": "response", "created_at": 1700000000 + n, "model": model,
+                    "status": "completed", "output": [message], "parallel_tool_calls": True, "tool_choice": "auto",
+                    "tools": [], "usage": {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12,
+                                           "input_tokens_details": {"cached_tokens": 0},
+                                           "output_tokens_details": {"reasoning_tokens": 0}}}
+        if not body.get("stream"):
+            return self._json(200, response)
+        seq = iter(range(1000))
+
+        def event(name: str, data: dict) -> bytes:
+            payload = {"type": name, "sequence_number": next(seq), **data}
+            return f"event: {name}\ndata: {json.dumps(payload)}\n\n".encode()
+
+        started = {**response, "status": "in_progress", "output": [], "usage": None}
+        item = {**message, "status": "in_progress", "content": []}
+        part = {"type": "output_text", "text": "", "annotations": []}
+        events = [event("response.created", {"response": started}),
+                  event("response.output_item.added", {"output_index": 0, "item": item}),
+                  event("response.content_part.added", {"item_id": message["id"], "output_index": 0,
+                                                        "content_index": 0, "part": part})]
+        events += [event("response.output_text.delta", {"item_id": message["id"], "output_index": 0,
+                                                        "content_index": 0, "delta": w}) for w in _pieces(text)]
+        events += [event("response.output_text.done", {"item_id": message["id"], "output_index": 0,
+                                                       "content_index": 0, "text": text}),
+                   event("response.output_item.done", {"output_index": 0, "item": message}),
+                   event("response.completed", {"response": response})]
+        self._stream(model, events)
+
+    def _completions(self, body: dict, text: str, n: int) -> None:
+        model = body["model"]
+        base = {"id": f"cmpl-{n}", "object": "text_completion", "created": 1700000000 + n, "model": model}
+        if not body.get("stream"):
+            return self._json(200, {**base, "choices": [{"text": text, "index": 0, "logprobs": None,
+                                                         "finish_reason": "stop"}],
+                                    "usage": {"prompt_tokens": 2, "completion_tokens": 5, "total_tokens": 7}})
+        events = [b"data: " + json.dumps({**base, "choices": [{"text": w, "index": 0, "logprobs": None,
+                                                               "finish_reason": None}]}).encode() + b"\n\n"
+                  for w in _pieces(text)]
+        events.append(b"data: " + json.dumps({**base, "choices": [{"text": "", "index": 0, "logprobs": None,
+                                                                   "finish_reason": "stop"}]}).encode() + b"\n\n")
         events.append(b"data: [DONE]\n\n")
         self._stream(model, events)
 
