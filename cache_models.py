@@ -33,6 +33,9 @@ from llm_cache.records import Record, storage_fields
 from llm_cache.writer import ProcessWriter
 
 logger = logging.getLogger(__name__)
+# mitmproxy sets the root logger to DEBUG (and quiets tornado, asyncio, hpack). peewee logs every
+# query at DEBUG, and each record went through mitmproxy's log handlers: ~200 us on every lookup.
+logging.getLogger("peewee").setLevel(logging.INFO)
 
 database = DatabaseProxy()
 
@@ -173,7 +176,9 @@ class CacheStore:
             pending = self._pending.get(key)
         if pending is not None:
             return pending[1]
-        row = self.db.execute_sql(self._find_sql, (key,)).fetchone()
+        cursor = self.db.cursor()  # the DB-API cursor itself: execute_sql's wrapping costs as much again
+        cursor.execute(self._find_sql, (key,))
+        row = cursor.fetchone()
         if row is None:
             return None
         status, headers, body, is_stream, created_at, family = row

@@ -11,14 +11,16 @@ The child imports no mitmproxy. It stops when told to, when its queue says so, o
 that its parent is gone.
 """
 
+import contextlib
 import itertools
 import logging
 import multiprocessing
 import os
 import queue
+import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -55,7 +57,8 @@ class ProcessWriter:
             target=_child, name="llm-cache-writer", daemon=True,
             args=(make_apply, args, self._inbox, self._outbox, os.getpid(), linger, max_batch),
         )
-        self._process.start()
+        with _main_module_hidden():
+            self._process.start()
         self._acks = threading.Thread(target=self._read_acks, name="llm-cache-writer-acks", daemon=True)
         self._acks.start()
 
@@ -116,6 +119,24 @@ class ProcessWriter:
         logger.warning("llm-cache: the writer process stopped (%s); responses are no longer recorded", self.dead)
         for event in self._flushed.values():
             event.set()
+
+
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Spawn runs the parent's __main__ file again in the child (as __mp_main__), which starts a
+    second proxy when that file is someone's own unguarded script that embeds mitmproxy. The
+    child needs nothing from it: with neither __file__ nor __spec__, spawn imports no main."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved: dict[str, Any] = {name: main.__dict__[name] for name in ("__file__", "__spec__") if name in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None  # type: ignore[assignment]  # spawn reads it unguarded, so None, not absent
+    try:
+        yield
+    finally:
+        main.__dict__.update(saved)
 
 
 def _child(make_apply: Callable[..., Apply], args: tuple[Any, ...], inbox: Any, outbox: Any, parent: int,
