@@ -13,7 +13,9 @@ find_python() {
         [ -n "$cand" ] && command -v "$cand" >/dev/null 2>&1 && python_ok "$cand" && { command -v "$cand"; return 0; }
     done
     if command -v pyenv >/dev/null 2>&1; then
-        for v in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.1[2-9](\.|$)' | sort -V -r); do
+        # 3.12 first (what .python-version and the pins are for), then anything newer.
+        for v in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.12(\.|$)' | sort -V -r) \
+                 $(pyenv versions --bare 2>/dev/null | grep -E '^3\.(1[3-9]|[2-9][0-9])(\.|$)' | sort -V); do
             p="$(pyenv root)/versions/$v/bin/python3"
             [ -x "$p" ] && python_ok "$p" && { echo "$p"; return 0; }
         done
