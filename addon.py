@@ -19,7 +19,7 @@ from mitmproxy import command, ctx, exceptions, http
 
 import cache_models
 from llm_cache import answers, keys
-from llm_cache.endpoints import Family, family_for
+from llm_cache.endpoints import family_for
 from llm_cache.failures import FailureLog
 from llm_cache.tee import StreamTee
 
@@ -92,7 +92,7 @@ class LLMCache:
             request.method, request.scheme, request.host, request.port, path,
             request.query.items(multi=True) if "?" in path else (), request.headers.items(multi=True),
         )
-        flow.metadata[META] = {"family": family.value, "target": target}
+        flow.metadata[META] = {"family": family, "target": target}  # plain data: a str and a tuple
 
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
@@ -104,7 +104,7 @@ class LLMCache:
         if store is None:
             del flow.metadata[META]
             return
-        family = Family(state["family"])
+        family = state["family"]
         try:
             facts = self._memo.facts(family, flow.request.get_content(strict=True) or b"")
         except Exception as e:  # undecodable, not JSON, nested past any sane depth: not ours to judge
@@ -113,7 +113,7 @@ class LLMCache:
         if facts is None:  # not JSON of the expected shape: not an LLM call after all
             del flow.metadata[META]
             return
-        key = keys.cache_key(keys.RequestTarget(*state["target"]), facts.digest)
+        key = keys.cache_key(state["target"], facts.digest)
         state.update(key=key, model=facts.model, stream=facts.stream, include_usage=facts.include_usage)
         now = time.time()
         try:
@@ -164,7 +164,7 @@ class LLMCache:
         store = self._store()
         if store is None:
             return "skipped: cache unavailable"
-        family = Family(state["family"])
+        family = state["family"]
         tee = response.stream if isinstance(response.stream, StreamTee) else None
         try:
             if tee is not None:
@@ -178,7 +178,7 @@ class LLMCache:
             if problem:
                 return f"skipped: {problem}"
             store.put(answers.make_record(
-                key=state["key"], family=family, target=keys.RequestTarget(*state["target"]), model=state["model"],
+                key=state["key"], family=family, target=state["target"], model=state["model"],
                 request_body=flow.request.get_content(strict=True) or b"", status=response.status_code,
                 headers=list(response.headers.items(multi=True)), body=body, is_stream=is_stream, now=time.time(),
             ))

@@ -117,10 +117,14 @@ def normalise_numbers(value: Any) -> Any:
     return value
 
 
+def canonical_form(body: dict[str, Any]) -> dict[str, Any]:
+    """A request body without its transport fields, integral floats as ints."""
+    return normalise_numbers({k: v for k, v in body.items() if k not in TRANSPORT_FIELDS})
+
+
 def canonical_body(body: dict[str, Any]) -> bytes:
-    """Sorted, compact, number-normalised JSON of a request body without its transport fields."""
-    meaningful = {k: v for k, v in body.items() if k not in TRANSPORT_FIELDS}
-    return canonical_json(normalise_numbers(meaningful))
+    """Sorted, compact JSON of a body's canonical form: what its key digests."""
+    return canonical_json(canonical_form(body))
 
 
 def canonical_json(value: Any) -> bytes:

@@ -82,6 +82,5 @@ def unpack_request(blob: bytes) -> dict[str, Any]:
     """The stored request of an entry, {"url", "headers", "body"}, with the body in the canonical
     form its key was made from (transport fields dropped, integral floats as ints)."""
     document = keys.parse_json(zlib.decompress(blob))
-    body = document["body"]
-    document["body"] = keys.normalise_numbers({k: v for k, v in body.items() if k not in keys.TRANSPORT_FIELDS})
+    document["body"] = keys.canonical_form(document["body"])
     return document

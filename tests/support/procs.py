@@ -120,10 +120,6 @@ class Mitmdump:
     def stop(self) -> None:
         stop_pid(self.proc)
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
