@@ -9,18 +9,29 @@ validates the complete answer and hands it to the writer thread. Anything that f
 passes the flow through untouched (llm_cache.failures).
 """
 
+import asyncio
 import gc
 import logging
 import os
 import time
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 import orjson
 from mitmproxy import command, ctx, exceptions, http
 
 import cache_models
-from llm_cache import answers, keys
+from llm_cache import answers, keys, policy
+from llm_cache.closest import describe, nearest
+from llm_cache.controls import OWN_HEADERS, read_controls
 from llm_cache.endpoints import family_for
 from llm_cache.failures import FailureLog
+from llm_cache.lookup import Found, find_entry
+from llm_cache.normalise import canonical_form
+from llm_cache.plan import is_expired, plan_for
+from llm_cache.records import Record, unpack_request
+from llm_cache.secrets import find_secret
+from llm_cache.status import Status, status_headers, store_headers
 from llm_cache.tee import StreamTee
 
 logger = logging.getLogger(__name__)
@@ -28,19 +39,60 @@ logger = logging.getLogger(__name__)
 META = "llm_cache"  # flow.metadata[META]: plain data only (flows are saved with it)
 DEFAULT_DB = "sqlite:///llm-cache.sqlite3"
 REOPEN_AFTER = 30.0  # seconds between attempts to open a database that was unavailable
+PROBE_TIMEOUT = 5.0  # seconds: stale-if-error's check that an upstream can be reached at all
+STALE_STATUSES = frozenset({429, 500, 502, 503, 504})  # upstream failures stale-if-error covers
 
 MARK_HIT = ":zap:"
 MARK_STORED = ":floppy_disk:"
 MARK_NOT_STORED = ":red_circle:"
 
 
+# (name, type, default, help): every option of the cache; policy.settings_from parses them.
+OPTIONS: tuple[tuple[str, type, Any, str], ...] = (
+    ("mode", str, "record", "record (answer hits, record misses), replay (never go upstream: a miss is a 504 "
+     "naming the closest stored request), refresh (always go upstream and overwrite), readonly (never write), "
+     "writeonly (never answer from the cache) or off."),
+    ("ttl", int, 0, "Seconds an entry is served for; 0 = forever. A request may set its own with X-LLM-Cache-TTL."),
+    ("stale_if_error", bool, False, "Serve an expired entry (X-LLM-Cache: STALE) when the upstream answers "
+     "429/5xx or cannot be reached."),
+    ("allow_hosts", Sequence[str], [], "Cache only these hosts (shell globs, e.g. *.openai.com); empty = all."),
+    ("deny_hosts", Sequence[str], [], "Never cache these hosts (shell globs)."),
+    ("allow_models", Sequence[str], [], "Cache only these models (shell globs); empty = all."),
+    ("deny_models", Sequence[str], [], "Never cache these models (shell globs)."),
+    ("allow_families", Sequence[str], [], "Cache only these endpoint families (e.g. openai.*); empty = all."),
+    ("deny_families", Sequence[str], [], "Never cache these endpoint families (e.g. openai.embeddings)."),
+    ("max_request_bytes", int, 16 * 2**20, "Larger requests pass through uncached."),
+    ("max_response_bytes", int, 64 * 2**20, "Larger responses are passed on but not recorded."),
+    ("temperature", str, "any", "any, or deterministic: cache only requests with temperature 0 or a seed."),
+    ("scan_secrets", bool, True, "Never record a request whose content carries a credential (API keys, AWS "
+     "keys, private keys, bearer tokens, password= assignments)."),
+    ("samples", int, 1, "Record up to N responses per request; the n-th identical request of a run gets the "
+     "n-th recorded response, then they wrap."),
+    ("ignore_fields", Sequence[str], [], "Further body fields left out of keys, as dotted paths (metadata.user_id); "
+     "metadata, user, prompt_cache_key, safety_identifier, store and service_tier always are."),
+    ("normalise", Sequence[str], [], "Regular expressions whose matches in request text are replaced before "
+     "keying (timestamps, temp paths, UUIDs)."),
+    ("scope", str, "global", "global (one shared cache) or credential (entries kept apart per API key, by an "
+     "HMAC of it; never the key itself)."),
+    ("compat_headers", bool, False, "Also send the headers of the caches users switch from: X-Computer-Use-Cache, "
+     "X-Code-Model-Cache and a Cachecore-style X-Cache with X-Cache-Age."),
+)
+OPTION_NAMES = tuple(f"llm_cache_{name}" for name, *_ in OPTIONS)
+
+# Where a credential travels; the `credential` scope keys by an HMAC of the first one present.
+CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
+
+
 class LLMCache:
     def __init__(self) -> None:
         self.store: cache_models.CacheStore | None = None
         self.db_url = ""
+        self.settings = policy.Settings()
         self._reopen_at = 0.0
         self._memo = keys.BodyMemo()
         self._failures = FailureLog()
+        self._seen: dict[str, int] = {}  # identical requests this run, per key (llm_cache_samples > 1)
+        self._stale: dict[str, Record] = {}  # flow id -> expired entry, for stale-if-error
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -48,8 +100,19 @@ class LLMCache:
             "Peewee database URL of the cache: sqlite:///FILE (a relative FILE is resolved against "
             "mitmproxy's confdir) or postgresql://USER:PASSWORD@HOST:PORT/DB.",
         )
+        for name, typespec, default, help_text in OPTIONS:
+            loader.add_option(f"llm_cache_{name}", typespec, default, help_text)
 
     def configure(self, updated: set[str]) -> None:
+        if updated.intersection(OPTION_NAMES):
+            try:
+                values = {name: getattr(ctx.options, f"llm_cache_{name}") for name, *_ in OPTIONS}
+                settings = policy.settings_from(values)
+            except ValueError as e:
+                raise exceptions.OptionsError(str(e)) from e
+            if settings.key_rules != self.settings.key_rules:
+                self._memo = keys.BodyMemo(rules=settings.key_rules)
+            self.settings = settings
         if "llm_cache_db" not in updated and "confdir" not in updated:
             return
         confdir = os.path.expanduser(ctx.options.confdir)
@@ -69,10 +132,10 @@ class LLMCache:
         ca = os.path.abspath(os.path.join(os.path.expanduser(ctx.options.confdir), "mitmproxy-ca-cert.pem"))
         proxy = f"http://{ctx.options.listen_host or '127.0.0.1'}:{self._listen_port()}"
         logger.info(
-            "llm-cache: caching LLM calls in %s. Point an agent at it with:\n"
+            "llm-cache: caching LLM calls in %s (mode %s). Point an agent at it with:\n"
             "    export HTTPS_PROXY=%s HTTP_PROXY=%s SSL_CERT_FILE=%s NODE_EXTRA_CA_CERTS=%s "
             "REQUESTS_CA_BUNDLE=%s NODE_USE_ENV_PROXY=1; unset NO_PROXY no_proxy",
-            cache_models.redact_url(self.db_url), proxy, proxy, ca, ca, ca,
+            cache_models.redact_url(self.db_url), self.settings.mode, proxy, proxy, ca, ca, ca,
         )
 
     def done(self) -> None:
@@ -81,86 +144,187 @@ class LLMCache:
     # -- the request path ---------------------------------------------------------------------
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        if flow.response or flow.error or not flow.live:
+        if flow.response or flow.error or not flow.live or self.settings.mode is policy.Mode.OFF:
             return
         request = flow.request
         family = family_for(request.method, request.path, request.headers.get("content-type", ""))
         if family is None:
             return
         path = request.path
+        query = request.query.items(multi=True) if "?" in path else ()
         target = keys.make_target(
-            request.method, request.scheme, request.host, request.port, path,
-            request.query.items(multi=True) if "?" in path else (), request.headers.items(multi=True),
+            request.method, request.scheme, request.host, request.port, path, query, request.headers.items(multi=True),
         )
-        flow.metadata[META] = {"family": family, "target": target}  # plain data: a str and a tuple
+        controls = read_controls(request.headers.items(multi=True))
+        for name in OWN_HEADERS:  # the cache's business only: no provider sees them
+            if name in request.headers:
+                del request.headers[name]
+        flow.metadata[META] = {  # plain data: flows are saved with it
+            "family": family, "target": target, "controls": controls,
+            "partition": self._partition(controls.namespace, request.headers, query),
+        }
 
-    def request(self, flow: http.HTTPFlow) -> None:
+    def request(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
         if flow.response or flow.error or not flow.live:
-            return
+            return None
         state = flow.metadata.get(META)
         if state is None:
-            return
+            return None
         store = self._store()
         if store is None:
             del flow.metadata[META]
-            return
-        family = state["family"]
+            return None
+        settings, family = self.settings, state["family"]
         try:
-            facts = self._memo.facts(family, flow.request.get_content(strict=True) or b"")
+            raw = flow.request.get_content(strict=True) or b""
+            if len(raw) > settings.max_request_bytes:
+                reason = f"request over llm_cache_max_request_bytes ({len(raw)} bytes)"
+                state.update(status=Status.BYPASS, reason=reason)
+                return None
+            facts = self._memo.facts(family, raw)
+            if facts is not None and facts.has_controls:
+                flow.request.content = keys.without_controls(raw)  # a provider must never see "cache": false
         except Exception as e:  # undecodable, not JSON, nested past any sane depth: not ours to judge
             self._failures.passed_through("reading the request body", e)
             facts = None
         if facts is None:  # not JSON of the expected shape: not an LLM call after all
             del flow.metadata[META]
-            return
-        key = keys.cache_key(state["target"], facts.digest)
-        state.update(key=key, model=facts.model, stream=facts.stream, include_usage=facts.include_usage)
+            return None
+        controls = state["controls"]
+        plan = plan_for(settings, controls, facts, family=family, host=state["target"].host)
+        if plan.bypass:
+            state.update(status=Status.BYPASS, reason=plan.bypass)
+            return None
+        key = keys.cache_key(state["target"], facts.digest, state["partition"])
+        state.update(key=key, model=facts.model, stream=facts.stream, skip_store=plan.skip_store)
         now = time.time()
+        nth = self._nth(key)
         try:
-            record = store.find(key)
+            found = Found(None, None, nth % settings.samples)
+            if plan.look_up:
+                found = find_entry(
+                    store.find, key, nth=nth, samples=settings.samples, can_record=plan.skip_store is None,
+                    is_expired=lambda record: is_expired(record, now, settings, controls),
+                )
             answer = None
-            if record is not None:
+            if found.fresh is not None:
                 answer = answers.replay(
-                    record, family, want_stream=facts.stream, include_usage=facts.include_usage, now=now
+                    found.fresh, family, want_stream=facts.stream, include_usage=facts.include_usage
                 )
         except Exception as e:
             self._failures.passed_through("the cache lookup", e)
             del flow.metadata[META]
-            return
-        if record is None or answer is None:
-            state["status"] = "MISS"
-            return
-        flow.response = http.Response.make(answer.status, answer.body, _wire_headers(answer.headers))
-        state["status"] = "HIT"
-        _mark(flow, MARK_HIT, f"llm-cache HIT {key[:12]} age {int(now - record.created_at)}s")
-        store.touch(key, now)
+            return None
+        if found.fresh is not None and answer is not None:
+            self._answer(flow, Status.HIT, answer, found.fresh, now)
+            store.touch(found.fresh.key, now)
+            return None
+        state.update(status=Status.MISS, entry=found.key_of(key), sample=found.sample)
+        if plan.replay_only:
+            self._replay_miss(flow, store, facts.model)
+            return None
+        if found.stale is not None and settings.stale_if_error:
+            self._stale[flow.id] = found.stale
+            return self._serve_stale_if_unreachable(flow)
+        return None
+
+    def _answer(self, flow: http.HTTPFlow, status: Status, answer: answers.Answer, record: Record, now: float) -> None:
+        state = flow.metadata[META]
+        age = max(0, int(now - record.created_at))
+        headers = answer.headers + status_headers(status, key=record.key, age=age, compat=self.settings.compat_headers)
+        flow.response = http.Response.make(answer.status, answer.body, _wire_headers(headers))
+        state["status"] = status
+        _mark(flow, MARK_HIT, f"llm-cache {status} {record.key[:12]} age {age}s")
+
+    def _replay_miss(self, flow: http.HTTPFlow, store: cache_models.CacheStore, model: str) -> None:
+        """Fail loudly, naming the stored request that came closest and where it differs."""
+        state = flow.metadata[META]
+        target = state["target"]
+        try:
+            body = canonical_form(keys.parse_json(flow.request.get_content(strict=True) or b""),
+                                       self.settings.key_rules)
+            candidates = (
+                (key, created_at, unpack_request(packed, self.settings.key_rules)["body"])
+                for key, created_at, packed in store.recent_requests(state["family"], target.host)
+            )
+            closest = describe(nearest(body, candidates))
+        except Exception as e:
+            self._failures.passed_through("finding the closest stored request", e)
+            closest = "The stored requests could not be compared."
+        replaying = self.settings.mode is policy.Mode.REPLAY
+        why = "llm_cache_mode is replay" if replaying else "Cache-Control: only-if-cached"
+        message = (f"llm-cache: this request ({model} at {target.url}) is not in the cache and {why}, so it was not "
+                   f"sent upstream. {closest}")
+        answer = answers.replay_miss(state["family"], message)
+        headers = answer.headers + status_headers(Status.MISS, key=state["key"], reason=why,
+                                                  compat=self.settings.compat_headers)
+        flow.response = http.Response.make(answer.status, answer.body, _wire_headers(headers))
+        state["status"] = "REPLAY_MISS"
+        _mark(flow, MARK_NOT_STORED, f"llm-cache MISS {state['key'][:12]} not in cache ({why})")
+
+    async def _serve_stale_if_unreachable(self, flow: http.HTTPFlow) -> None:
+        """stale-if-error for an upstream that cannot be reached: mitmproxy turns a failed connect
+        into a 502 of its own that no hook can replace, so look before it connects."""
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(flow.request.host, flow.request.port), PROBE_TIMEOUT
+            )
+            writer.close()
+        except (OSError, TimeoutError) as e:
+            record = self._stale.pop(flow.id, None)
+            if record is not None and self._serve_stale(flow, record):
+                logger.info("llm-cache: %s unreachable (%s); served a stale entry", flow.request.host, e)
+
+    def _serve_stale(self, flow: http.HTTPFlow, record: Record) -> bool:
+        state = flow.metadata[META]
+        stream = state["stream"]
+        answer = answers.replay(record, state["family"], want_stream=stream, include_usage=stream)
+        if answer is None:
+            return False
+        self._answer(flow, Status.STALE, answer, record, time.time())
+        return True
 
     # -- the response path --------------------------------------------------------------------
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         state = flow.metadata.get(META)
-        if not state or state.get("status") != "MISS" or flow.response is None:
-            return
         response = flow.response
-        response.headers["X-LLM-Cache"] = "MISS"
-        if 200 <= response.status_code < 300 and answers.is_event_stream(response.headers.get("content-type", "")):
-            response.stream = StreamTee(response.headers.get("content-encoding", ""))
+        if not state or response is None or state.get("status") not in (Status.MISS, Status.BYPASS):
+            return
+        status = state["status"]
+        for name, value in status_headers(status, reason=state.get("reason"), compat=self.settings.compat_headers):
+            response.headers[name] = value
+        if not answers.is_event_stream(response.headers.get("content-type", "")):
+            return
+        if status is Status.MISS and 200 <= response.status_code < 300 and not state.get("skip_store"):
+            response.stream = StreamTee(response.headers.get("content-encoding", ""), self.settings.max_response_bytes)
+        else:
+            response.stream = True  # not recorded: still forwarded event by event, as mitmproxy would not
 
     def response(self, flow: http.HTTPFlow) -> None:
         state = flow.metadata.get(META)
-        if not state or state.get("status") != "MISS" or flow.response is None:
+        if not state or state.get("status") != Status.MISS or flow.response is None:
+            return
+        stale = self._stale.pop(flow.id, None)
+        if stale is not None and flow.response.status_code in STALE_STATUSES and self._serve_stale(flow, stale):
             return
         outcome = self._record(flow, state)
         state["store"] = outcome
         if not isinstance(flow.response.stream, StreamTee):  # a streamed response's headers are gone
-            flow.response.headers["X-LLM-Cache-Store"] = outcome
+            for name, value in store_headers(outcome, compat=self.settings.compat_headers):
+                flow.response.headers[name] = value
         mark = MARK_STORED if outcome == "stored" else MARK_NOT_STORED
         _mark(flow, mark, f"llm-cache MISS {state['key'][:12]} {outcome}")
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._stale.pop(flow.id, None)
 
     def _record(self, flow: http.HTTPFlow, state: dict) -> str:
         """Hand a complete success to the store; say what happened, as X-LLM-Cache-Store does."""
         response = flow.response
         assert response is not None
+        if state["skip_store"]:
+            return f"skipped: {state['skip_store']}"
         store = self._store()
         if store is None:
             return "skipped: cache unavailable"
@@ -177,15 +341,43 @@ class LLMCache:
             problem = answers.storage_problem(family, response.status_code, body, is_stream=is_stream)
             if problem:
                 return f"skipped: {problem}"
+            if len(body) > self.settings.max_response_bytes:
+                return f"skipped: response over llm_cache_max_response_bytes ({len(body)} bytes)"
+            request_body = flow.request.get_content(strict=True) or b""
+            if self.settings.scan_secrets and (secret := find_secret(request_body)):
+                return f"skipped: the request carries {secret}"
+            now = time.time()
+            controls = state["controls"]
             store.put(answers.make_record(
-                key=state["key"], family=family, target=state["target"], model=state["model"],
-                request_body=flow.request.get_content(strict=True) or b"", status=response.status_code,
-                headers=list(response.headers.items(multi=True)), body=body, is_stream=is_stream, now=time.time(),
+                key=state["entry"], family=family, target=state["target"], model=state["model"],
+                request_body=request_body, status=response.status_code,
+                headers=list(response.headers.items(multi=True)), body=body, is_stream=is_stream, now=now,
+                expires_at=now + controls.ttl if controls.ttl else None, sample=state["sample"], tags=controls.tags,
             ))
         except Exception as e:
             self._failures.passed_through("recording the response", e)
             return f"skipped: {type(e).__name__}"
         return "stored"
+
+    def _nth(self, key: str) -> int:
+        """How many identical requests this run has seen before this one (only counted for samples)."""
+        if self.settings.samples == 1:
+            return 0
+        nth = self._seen.get(key, 0)
+        self._seen[key] = nth + 1
+        return nth
+
+    def _partition(self, namespace: str, headers: http.Headers, query: Sequence[tuple[str, str]]) -> str:
+        """Which part of the cache a request belongs to: its namespace, and in the credential scope
+        an HMAC of its credential (the secret lives in the cache, so the HMAC cannot be reversed)."""
+        parts = [f"ns:{namespace}"] if namespace else []
+        store = self._store()
+        if self.settings.scope is policy.Scope.CREDENTIAL and store is not None:
+            credential = next((headers[name] for name in CREDENTIAL_HEADERS if name in headers), None)
+            if credential is None:
+                credential = next((v for k, v in query if k.lower() in keys.CREDENTIAL_QUERY_PARAMS), "")
+            parts.append(f"cred:{store.credential_tag(credential)}")
+        return "|".join(parts)
 
     # -- commands -----------------------------------------------------------------------------
 
@@ -198,6 +390,21 @@ class LLMCache:
     def clear(self) -> int:
         """Delete every cache entry; returns how many were deleted."""
         return self._require_store().clear()
+
+    @command.command("llmcache.invalidate")
+    def invalidate(self, tag: str) -> int:
+        """Delete every entry recorded with this tag (X-LLM-Cache-Tags); returns how many."""
+        return self._require_store().invalidate(tag=tag)
+
+    @command.command("llmcache.invalidate_model")
+    def invalidate_model(self, model: str) -> int:
+        """Delete every entry of this model; returns how many."""
+        return self._require_store().invalidate(model=model)
+
+    @command.command("llmcache.invalidate_host")
+    def invalidate_host(self, host: str) -> int:
+        """Delete every entry recorded for this host; returns how many."""
+        return self._require_store().invalidate(host=host)
 
     # -- the store's life ---------------------------------------------------------------------
 

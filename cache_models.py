@@ -5,9 +5,12 @@ comes from a URL through playhouse.db_url. Reads run on the caller's thread with
 statement; every write goes through one writer thread (llm_cache.writer).
 """
 
+import hashlib
+import hmac
 import logging
 import os
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +31,7 @@ from peewee import (
     fn,
 )
 from playhouse.db_url import connect
+from playhouse.migrate import SchemaMigrator, migrate
 
 from llm_cache.records import Record, storage_fields
 from llm_cache.writer import ProcessWriter
@@ -71,9 +75,23 @@ class CacheEntry(BaseModel):
     output_tokens = IntegerField(null=True)
     hit_count = IntegerField(default=0)
     last_hit_at = FloatField(null=True)
+    expires_at = FloatField(null=True)  # unix seconds, for entries recorded with X-LLM-Cache-TTL
+    sample = IntegerField(null=True)  # 0 for the first response to a request; see llm_cache_samples
+    tags = TextField(null=True)  # ",a,b," from X-LLM-Cache-Tags, so one LIKE finds a tag
     headers = TextField()  # JSON list of [name, value]; response headers only, so never credentials
     body = BlobField()  # the decoded response: JSON, or the SSE bytes of a recorded stream
     request = BlobField()  # zlib(canonical request JSON), for inspection; no auth headers, no ?key=
+
+
+class CacheSetting(BaseModel):
+    """Values that belong to the cache itself, such as the secret of the `credential` scope's HMAC."""
+
+    name = CharField(primary_key=True, max_length=64)
+    value = TextField()
+
+
+# Columns added after the first release; an older cache gets them when it is opened.
+_ADDED_COLUMNS = ("expires_at", "sample", "tags")
 
 
 def resolve_db_url(url: str, base_dir: str) -> str:
@@ -120,8 +138,31 @@ def open_database(url: str) -> Database:
         db = connect(url, connect_timeout=CONNECT_TIMEOUT)
     database.initialize(db)
     db.connect(reuse_if_open=True)
-    db.create_tables([CacheEntry], safe=True)
+    db.create_tables([CacheEntry, CacheSetting], safe=True)
+    _add_missing_columns(db)
     return db
+
+
+def _add_missing_columns(db: Database) -> None:
+    table = CacheEntry._meta.table_name
+    present = {column.name for column in db.get_columns(table)}
+    missing = [name for name in _ADDED_COLUMNS if name not in present]
+    if missing:
+        migrator = SchemaMigrator.from_database(db)
+        with db.atomic():
+            migrate(*(migrator.add_column(table, name, CacheEntry._meta.fields[name]) for name in missing))
+        logger.info("llm-cache: added the columns %s to %s", ", ".join(missing), table)
+
+
+def setting(name: str, make: Callable[[], str]) -> str:
+    """A cache-wide value, created once by whichever proxy gets there first."""
+    CacheSetting.insert(name=name, value=make()).on_conflict_ignore().execute()
+    return CacheSetting.get_by_id(name).value
+
+
+def scope_secret() -> str:
+    """The secret of the credential scope's HMAC: generated once, stored with the cache."""
+    return setting("scope_secret", lambda: secrets.token_hex(32))
 
 
 def _row_of(record: Record) -> dict[str, Any]:
@@ -134,6 +175,9 @@ def _row_of(record: Record) -> dict[str, Any]:
         "host": record.host,
         "model": record.model,
         "hit_count": 0,  # for a new entry; an overwritten entry keeps its count
+        "expires_at": record.expires_at,
+        "sample": record.sample,
+        "tags": "," + ",".join(record.tags) + "," if record.tags else None,
         "body": record.body,
         **storage_fields(record),
     }
@@ -161,10 +205,12 @@ class CacheStore:
                 CacheEntry.is_stream,
                 CacheEntry.created_at,
                 CacheEntry.family,
+                CacheEntry.expires_at,
             )
             .where(CacheEntry.key == "?")
             .sql()[0]
         )
+        self._scope_secret: bytes | None = None
         self._pending: dict[str, tuple[int, Record]] = {}
         self._hits: dict[str, tuple[int, float]] = {}
         self._hits_sent = 0.0
@@ -181,7 +227,7 @@ class CacheStore:
         row = cursor.fetchone()
         if row is None:
             return None
-        status, headers, body, is_stream, created_at, family = row
+        status, headers, body, is_stream, created_at, family, expires_at = row
         return Record(
             key=key,
             status=status,
@@ -190,7 +236,49 @@ class CacheStore:
             is_stream=bool(is_stream),
             created_at=created_at,
             family=family,
+            expires_at=expires_at,
         )
+
+    def credential_tag(self, credential: str) -> str:
+        """An HMAC of a credential under the cache's own secret: entries of one API key stay apart
+        without the key, or anything it could be recovered from, reaching the database."""
+        if self._scope_secret is None:
+            self._scope_secret = bytes.fromhex(scope_secret())
+        return hmac.new(self._scope_secret, credential.encode(), hashlib.sha256).hexdigest()
+
+    def recent_requests(self, family: str, host: str, limit: int = 100) -> list[tuple[str, float, bytes]]:
+        """(key, created_at, packed request) of the newest entries for one endpoint: the candidates
+        a replay miss is compared with."""
+        self.flush()
+        query = (
+            CacheEntry.select(CacheEntry.key, CacheEntry.created_at, CacheEntry.request)
+            .where((CacheEntry.family == family) & (CacheEntry.host == host))
+            .order_by(CacheEntry.created_at.desc())
+            .limit(limit)
+        )
+        rows = cast(list[tuple[str, float, bytes]], list(query.tuples()))
+        return [(key, created_at, bytes(request)) for key, created_at, request in rows]
+
+    def invalidate(self, *, tag: str | None = None, model: str | None = None, host: str | None = None) -> int:
+        """Delete every entry with this tag, model or host; returns how many were deleted."""
+        self.flush()
+        if tag is not None:
+            # LIKE treats "_" as a wildcard and may ignore case: it narrows, Python decides.
+            needle = f",{tag},"
+            rows = CacheEntry.select(CacheEntry.key, CacheEntry.tags).where(CacheEntry.tags.contains(needle))
+            tagged = cast(list[tuple[str, str]], list(rows.tuples()))
+            keys = [key for key, tags in tagged if needle in tags]
+            deleted = 0
+            for start in range(0, len(keys), 500):
+                deleted += CacheEntry.delete().where(CacheEntry.key.in_(keys[start:start + 500])).execute()
+            return deleted
+        if model is not None:
+            condition = CacheEntry.model == model
+        elif host is not None:
+            condition = CacheEntry.host == host.lower()
+        else:
+            raise ValueError("invalidate needs a tag, a model or a host")
+        return CacheEntry.delete().where(condition).execute()
 
     def put(self, record: Record) -> None:
         if self._writer.dead:
@@ -238,6 +326,8 @@ class CacheStore:
 
     def clear(self) -> int:
         self.flush()
+        with self._lock:
+            self._pending.clear()
         return CacheEntry.delete().execute()
 
     def _send_hits(self) -> None:

@@ -3,6 +3,8 @@ cache, free of mitmproxy so they can be tested as plain data."""
 
 from typing import NamedTuple
 
+import orjson
+
 from llm_cache import formats
 from llm_cache.endpoints import Family
 from llm_cache.keys import RequestTarget
@@ -22,7 +24,7 @@ def is_event_stream(content_type: str) -> bool:
     return content_type.split(";", 1)[0].strip().lower() == "text/event-stream"
 
 
-def replay(record: Record, family: Family, *, want_stream: bool, include_usage: bool, now: float) -> Answer | None:
+def replay(record: Record, family: Family, *, want_stream: bool, include_usage: bool) -> Answer | None:
     """The answer to a request from a stored entry, in the wire format the request asked for
     (stream or JSON), or None when this entry cannot be turned into that format."""
     headers = list(record.headers)
@@ -40,12 +42,19 @@ def replay(record: Record, family: Family, *, want_stream: bool, include_usage: 
         except (ValueError, KeyError, TypeError, AttributeError):
             return None  # an entry we cannot convert is a miss: the fresh answer replaces it
         headers = [(n, v) for n, v in headers if n.lower() != "content-type"] + [("content-type", content_type)]
-    headers += [
-        ("X-LLM-Cache", "HIT"),
-        ("X-LLM-Cache-Key", record.key),
-        ("X-LLM-Cache-Age", str(max(0, int(now - record.created_at)))),
-    ]
     return Answer(record.status, headers, body)
+
+
+def replay_miss(family: Family, message: str) -> Answer:
+    """A replay-only miss, failing loudly: 504 (RFC 9111's answer to only-if-cached) with an error
+    body in the provider's own shape, so the SDK shows the message, and `x-should-retry: false` so
+    the OpenAI and Anthropic SDKs do not retry it."""
+    if family.provider == "anthropic":
+        error: dict = {"type": "error", "error": {"type": "cache_miss", "message": message}}
+    else:
+        error = {"error": {"message": message, "type": "cache_miss", "param": None, "code": "llm_cache_miss"}}
+    headers = [("content-type", JSON_CONTENT_TYPE), ("x-should-retry", "false")]
+    return Answer(504, headers, orjson.dumps(error))
 
 
 def storage_problem(family: Family, status: int, body: bytes, *, is_stream: bool) -> str | None:
@@ -69,6 +78,9 @@ def make_record(
     body: bytes,
     is_stream: bool,
     now: float,
+    expires_at: float | None = None,
+    sample: int = 0,
+    tags: tuple[str, ...] = (),
 ) -> Record:
     return Record(
         key=key,
@@ -83,4 +95,7 @@ def make_record(
         url=target.url,
         keyed_headers=target.headers,
         request_body=request_body,
+        expires_at=expires_at,
+        sample=sample,
+        tags=tags,
     )

@@ -3,9 +3,11 @@
 key = SHA-256( JSON[scheme version, method, scheme, host, port, path, sorted query, keyed headers]
                + "\\n" + SHA-256(canonical body) )
 
-The canonical body is the parsed JSON with transport-only fields removed, integral floats turned into
-ints (so 1 and 1.0 agree), keys sorted and compact separators. Credentials are never part of a key:
-auth headers are not read, and credential query parameters (Gemini's ?key=) are dropped.
+The canonical body is the parsed JSON with transport-only, control and volatile fields removed or
+normalised (llm_cache.normalise), keys sorted and compact separators. Credentials are never part of
+a key: auth headers are not read (the `credential` scope adds an HMAC of them, never the value), and
+credential query parameters (Gemini's ?key=) are dropped. A namespace or credential scope is the
+key's partition.
 """
 
 import hashlib
@@ -17,6 +19,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from llm_cache.endpoints import Family, has_expected_shape
+from llm_cache.normalise import DEFAULT_RULES, KeyRules, canonical_form, is_control_field
 
 # Bump when anything below changes what a key means; tests/unit/test_keys.py pins a golden key.
 KEY_SCHEME = "llm-cache/1"
@@ -24,12 +27,7 @@ KEY_SCHEME = "llm-cache/1"
 # Request headers that change what the model does, so they are part of the key.
 KEYED_HEADERS = ("anthropic-beta", "anthropic-version", "openai-beta")
 
-# Body fields that only say how the answer is delivered; a JSON request and a stream share a key.
-TRANSPORT_FIELDS = ("stream", "stream_options")
-
 CREDENTIAL_QUERY_PARAMS = frozenset({"key", "api_key", "api-key", "access_token"})
-
-_SAFE_INT = 2**53  # floats beyond this are not exactly representable as ints anyway
 
 
 class RequestTarget(NamedTuple):
@@ -51,12 +49,15 @@ class RequestTarget(NamedTuple):
 
 
 class BodyFacts(NamedTuple):
-    """What the key and the answer need from a request body; cheap to memoise."""
+    """What the key, the policy and the answer need from a request body; cheap to memoise."""
 
     digest: str
     model: str
     stream: bool
     include_usage: bool
+    deterministic: bool  # temperature 0, or a seed
+    bypass: str | None  # a control field in the body asking not to be cached, as the user wrote it
+    has_controls: bool  # control fields that must be removed before the request goes upstream
 
 
 def make_target(
@@ -104,27 +105,9 @@ def parse_json(raw: bytes) -> Any:
         return json.loads(raw)
 
 
-def normalise_numbers(value: Any) -> Any:
-    """Integral floats become ints, recursively, so `1` and `1.0` give one key."""
-    if isinstance(value, float):
-        if value.is_integer() and abs(value) < _SAFE_INT:
-            return int(value)
-        return value
-    if isinstance(value, dict):
-        return {k: normalise_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [normalise_numbers(v) for v in value]
-    return value
-
-
-def canonical_form(body: dict[str, Any]) -> dict[str, Any]:
-    """A request body without its transport fields, integral floats as ints."""
-    return normalise_numbers({k: v for k, v in body.items() if k not in TRANSPORT_FIELDS})
-
-
-def canonical_body(body: dict[str, Any]) -> bytes:
+def canonical_body(body: dict[str, Any], rules: KeyRules = DEFAULT_RULES) -> bytes:
     """Sorted, compact JSON of a body's canonical form: what its key digests."""
-    return canonical_json(canonical_form(body))
+    return canonical_json(canonical_form(body, rules))
 
 
 def canonical_json(value: Any) -> bytes:
@@ -134,33 +117,51 @@ def canonical_json(value: Any) -> bytes:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def body_facts(family: Family, body: Any) -> BodyFacts | None:
+def body_facts(family: Family, body: Any, rules: KeyRules = DEFAULT_RULES) -> BodyFacts | None:
     """Key-relevant facts of a parsed body, or None when it is not the call its path suggests."""
     if not has_expected_shape(family, body):
         return None
     stream_options = body.get("stream_options")
+    controls = [name for name, value in body.items() if is_control_field(name, value)]
+    bypass = None
+    if body.get("cache") is False:
+        bypass = '"cache": false'
+    elif "cache_control" in controls and body["cache_control"].get("enabled") is False:
+        bypass = '"cache_control": {"enabled": false}'
     return BodyFacts(
-        digest=hashlib.sha256(canonical_body(body)).hexdigest(),
+        digest=hashlib.sha256(canonical_body(body, rules)).hexdigest(),
         model=body["model"],
         stream=body.get("stream") is True,
         include_usage=isinstance(stream_options, dict) and stream_options.get("include_usage") is True,
+        deterministic=body.get("temperature") == 0 or body.get("seed") is not None,
+        bypass=bypass,
+        has_controls=bool(controls),
     )
 
 
-def cache_key(target: RequestTarget, body_digest: str) -> str:
-    prefix = orjson.dumps(
-        [KEY_SCHEME, target.method, target.scheme, target.host, target.port, target.path,
-         target.query, target.headers]
-    )
-    return hashlib.sha256(prefix + b"\n" + body_digest.encode()).hexdigest()
+def without_controls(raw: bytes) -> bytes:
+    """The body as the provider must see it: our control fields removed (a provider must never see
+    `"cache": false`). Only called for the rare body that has them."""
+    body = parse_json(raw)
+    return canonical_json({k: v for k, v in body.items() if not is_control_field(k, v)})
+
+
+def cache_key(target: RequestTarget, body_digest: str, partition: str = "") -> str:
+    """`partition` keeps entries of one namespace or credential apart; "" is the shared cache."""
+    parts: list[Any] = [KEY_SCHEME, target.method, target.scheme, target.host, target.port, target.path,
+                        target.query, target.headers]
+    if partition:
+        parts.append(partition)
+    return hashlib.sha256(orjson.dumps(parts) + b"\n" + body_digest.encode()).hexdigest()
 
 
 class BodyMemo:
     """Byte-identical bodies are the common case when agents replay: remember the facts of recently
     seen raw bodies (by their digest) so a repeat skips parsing and canonicalising."""
 
-    def __init__(self, size: int = 4096) -> None:
+    def __init__(self, size: int = 4096, rules: KeyRules = DEFAULT_RULES) -> None:
         self._size = size
+        self.rules = rules
         self._facts: OrderedDict[tuple[Family, bytes], BodyFacts | None] = OrderedDict()
 
     def facts(self, family: Family, raw: bytes) -> BodyFacts | None:
@@ -171,7 +172,7 @@ class BodyMemo:
             return self._facts[memo_key]
         except KeyError:
             pass
-        facts = body_facts(family, parse_json(raw))
+        facts = body_facts(family, parse_json(raw), self.rules)
         self._facts[memo_key] = facts
         if len(self._facts) > self._size:
             self._facts.popitem(last=False)

@@ -10,6 +10,8 @@ import orjson
 
 from llm_cache import formats, keys
 from llm_cache.endpoints import Family
+from llm_cache.normalise import DEFAULT_RULES, KeyRules, canonical_form
+from llm_cache.status import is_status_header
 
 # Never stored: they describe one connection or one encoding of the body, not the answer, or they
 # are per-user state (cookies). Our own headers are added fresh on every answer.
@@ -25,7 +27,7 @@ def storable_headers(fields: Iterable[tuple[str, str]]) -> list[tuple[str, str]]
         (name, value)
         for name, value in fields
         if name.lower() not in _UNSTORED_HEADERS
-        and not name.lower().startswith("x-llm-cache")
+        and not is_status_header(name)
         and _is_text(name + value)
     ]
 
@@ -56,6 +58,9 @@ class Record:
     url: str = ""  # the request URL, without credential query parameters
     keyed_headers: tuple[tuple[str, str], ...] = ()  # the request headers that are part of the key
     request_body: bytes = b""  # the request body as sent (decoded); never headers, so never credentials
+    expires_at: float | None = None  # set when the request gave a TTL (X-LLM-Cache-TTL)
+    sample: int = 0  # which of a request's recorded responses this is (llm_cache_samples)
+    tags: tuple[str, ...] = ()  # from X-LLM-Cache-Tags, for invalidation
 
 
 def storage_fields(record: Record) -> dict[str, Any]:
@@ -78,9 +83,9 @@ def pack_request(url: str, keyed_headers: tuple[tuple[str, str], ...], body: byt
     return zlib.compress(head[:-1] + b',"body":' + body + b"}", 1)
 
 
-def unpack_request(blob: bytes) -> dict[str, Any]:
+def unpack_request(blob: bytes, rules: KeyRules = DEFAULT_RULES) -> dict[str, Any]:
     """The stored request of an entry, {"url", "headers", "body"}, with the body in the canonical
-    form its key was made from (transport fields dropped, integral floats as ints)."""
+    form its key was made from (llm_cache.normalise)."""
     document = keys.parse_json(zlib.decompress(blob))
-    document["body"] = keys.canonical_form(document["body"])
+    document["body"] = canonical_form(document["body"], rules)
     return document

@@ -2,6 +2,7 @@
 
 import gzip
 import logging
+import re
 import zlib
 
 import brotli
@@ -296,3 +297,65 @@ def test_stats_and_clear_commands(cache):
     assert stats["entries"] == 1 and stats["hits"] == 1 and stats["families"]["openai.chat"]["entries"] == 1
     assert cache.clear() == 1
     assert send(cache, llm_flow()).response is None
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("llm_cache_mode", "playback", "llm_cache_mode must be one of record, replay, refresh, readonly, writeonly, off"),
+    ("llm_cache_samples", 0, "llm_cache_samples must be 1 or more"),
+    ("llm_cache_normalise", ["("], "not a valid regular expression"),
+])
+def test_bad_control_options_are_refused(cache, option, value, message):
+    with taddons.context(cache) as tctx:
+        with pytest.raises(exceptions.OptionsError, match=re.escape(message)):
+            tctx.configure(cache, **{option: value})
+
+
+def test_invalidate_commands(cache):
+    tagged = llm_flow(extra_headers=[(b"x-llm-cache-tags", b"eval-7")])
+    upstream(cache, send(cache, tagged), body=orjson.dumps(COMPLETION))
+    assert "x-llm-cache-tags" not in tagged.request.headers, "our headers never go upstream"
+    other = llm_flow({**CHAT, "model": "gpt-x"}, host="api.groq.com")
+    upstream(cache, send(cache, other), body=orjson.dumps(COMPLETION))
+    assert (cache.invalidate("eval-8"), cache.invalidate("eval-7")) == (0, 1)
+    assert (cache.invalidate_model("gpt-4o-mini"), cache.invalidate_host("api.groq.com")) == (0, 1)
+    assert stored(cache) == 0
+
+
+def test_off_mode_leaves_llm_calls_alone(cache):
+    with taddons.context(cache) as tctx:
+        tctx.configure(cache, llm_cache_mode="off")
+        flow = send(cache, llm_flow())
+        assert flow.response is None and "llm_cache" not in flow.metadata
+
+
+def test_stale_if_error_serves_an_expired_entry_when_the_upstream_fails(cache, monkeypatch):
+    with taddons.context(cache) as tctx:
+        tctx.configure(cache, llm_cache_ttl=10, llm_cache_stale_if_error=True)
+        upstream(cache, send(cache, llm_flow()), body=orjson.dumps(COMPLETION))
+        later = llm_addon.time.time() + 11
+        monkeypatch.setattr(llm_addon.time, "time", lambda: later)
+        failing = llm_flow()
+        cache.requestheaders(failing)
+        probe = cache.request(failing)
+        assert failing.response is None and probe is not None
+        probe.close()  # the reachability check; here the upstream "answers"
+        upstream(cache, failing, status=503, body=b'{"error": {}}')
+        assert failing.response.status_code == 200 and failing.response.headers["X-LLM-Cache"] == "STALE"
+        assert orjson.loads(failing.response.content) == COMPLETION
+        fine = llm_flow()
+        cache.requestheaders(fine)
+        cache.request(fine).close()
+        upstream(cache, fine, body=orjson.dumps({**COMPLETION, "id": "c2"}))
+        assert fine.response.headers["X-LLM-Cache"] == "MISS" and not cache._stale
+
+
+def test_replay_mode_answers_a_miss_with_a_504_naming_the_closest_entry(cache):
+    upstream(cache, send(cache, llm_flow()), body=orjson.dumps(COMPLETION))
+    with taddons.context(cache) as tctx:
+        tctx.configure(cache, llm_cache_mode="replay")
+        assert send(cache, llm_flow()).response.headers["X-LLM-Cache"] == "HIT"
+        miss = send(cache, llm_flow({**CHAT, "temperature": 0.5}))
+        assert miss.response.status_code == 504 and miss.marked == llm_addon.MARK_NOT_STORED
+        assert "differs at: temperature." in orjson.loads(miss.response.content)["error"]["message"]
+        cache.response(miss)
+        assert stored(cache) == 1

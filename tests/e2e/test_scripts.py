@@ -4,14 +4,13 @@ import shutil
 import socket
 import ssl
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import orjson
 
-from tests.support.procs import ROOT, Mitmdump, clean_env, stop_pid
+from tests.support.procs import ROOT, Mitmdump, clean_env, failed_start, stop_pid
 
 REPO_FILES = ("addon.py", "cache_models.py", "config.yaml", "llm_cache", "scripts", "requirements.txt",
               "requirements-dev.txt", "constraints.txt", ".python-version")
@@ -70,7 +69,7 @@ def test_mitmweb_shows_hits_and_misses(tmp_path: Path, fake, certs):
         with httpx.Client(proxy=web.url, verify=ssl.create_default_context(cafile=web.ca), trust_env=False) as client:
             for _ in range(2):
                 client.post("https://api.openai.com/v1/chat/completions", content=chat_body("mitmweb"),
-                            headers={"content-type": "application/json"})
+                            headers={"content-type": "application/json", "x-llm-cache-tags": "run-1"})
             client.get("https://api.openai.com/v1/models")
             client.post("https://api.openai.com/v1/chat/completions", headers={"content-type": "application/json"},
                         content=orjson.dumps({"model": "fake-500", "messages": [{"role": "user", "content": "x"}]}))
@@ -99,20 +98,19 @@ def test_mitmweb_shows_hits_and_misses(tmp_path: Path, fake, certs):
             stats = orjson.loads(ui.post("/commands/llmcache.stats", json={"arguments": []}, headers=xsrf)
                                  .json()["value"])
             assert (stats["entries"], stats["hits"], stats["families"]["openai.chat"]["entries"]) == (1, 1, 1)
-            assert ui.post("/commands/llmcache.clear", json={"arguments": []}, headers=xsrf).json()["value"] == 1
+            def run(command, *arguments):
+                return ui.post(f"/commands/{command}", json={"arguments": list(arguments)}, headers=xsrf).json()
+
+            assert run("llmcache.invalidate", "run-2")["value"] == 0
+            assert run("llmcache.invalidate", "run-1")["value"] == 1
+            assert run("llmcache.clear")["value"] == 0
     finally:
         web.stop()
 
 
 def test_a_bad_database_option_stops_mitmdump_with_a_clear_message(tmp_path):
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "mitmdump"), "--set", f"confdir={tmp_path}", "-s", str(ROOT / "addon.py"),
-         "--listen-host", "127.0.0.1", "--listen-port", "0", "--set", "llm_cache_db=mysql://db/cache"],
-        capture_output=True, text=True, timeout=30, env=clean_env(),
-    )
-    assert result.returncode != 0
-    assert "llm_cache_db must be a database URL with one of the schemes sqlite, postgres, postgresql" in (
-        result.stdout + result.stderr)
+    output = failed_start(tmp_path, "--set", "llm_cache_db=mysql://db/cache")
+    assert "llm_cache_db must be a database URL with one of the schemes sqlite, postgres, postgresql" in output
 
 
 def test_scripts_run_web_starts_mitmweb(tmp_path):

@@ -15,6 +15,8 @@ The model name picks a behaviour:
     fake-slow           a stream whose events are 300 ms apart
 
 GET /__calls -> {"total": N, "paths": {...}}; POST /__reset zeroes the counters.
+GET /__last -> the last POST as received: {"path", "headers", "body"}.
+POST /__fail {"status": N} -> every later call is answered with HTTP N, until {"status": 0}.
 """
 
 import argparse
@@ -29,6 +31,8 @@ from typing import Any
 
 _lock = threading.Lock()
 _calls: dict[str, Any] = {"total": 0, "paths": {}}
+_last: dict[str, Any] = {}
+_fail = {"status": 0}
 
 
 def _count(path: str) -> int:
@@ -60,6 +64,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.startswith("/__calls"):
             with _lock:
                 return self._json(200, dict(_calls))
+        if self.path.startswith("/__last"):
+            with _lock:
+                return self._json(200, dict(_last))
         n = _count(self.path)
         self._send(200, f"plain page #{n}".encode(), "text/plain")
 
@@ -69,9 +76,16 @@ class Handler(BaseHTTPRequestHandler):
             with _lock:
                 _calls.update(total=0, paths={})
             return self._json(200, {})
+        if self.path == "/__fail":
+            _fail["status"] = json.loads(raw)["status"]
+            return self._json(200, {})
         if self.headers.get("content-encoding") == "gzip":
             raw = gzip.decompress(raw)
         n = _count(self.path.split("?")[0])
+        with _lock:
+            _last.update(path=self.path, headers=dict(self.headers.items()), body=raw.decode(errors="replace"))
+        if _fail["status"]:
+            return self._json(_fail["status"], {"error": {"message": f"failing on purpose (call #{n})"}})
         try:
             body = json.loads(raw)
         except ValueError:

@@ -53,6 +53,14 @@ class Fake:
     def calls(self) -> int:
         return self._client.get(f"http://127.0.0.1:{self.http_port}/__calls").json()["total"]
 
+    def last(self) -> dict:
+        """The last POST the fake received: {"path", "headers", "body"}."""
+        return self._client.get(f"http://127.0.0.1:{self.http_port}/__last").json()
+
+    def fail_with(self, status: int) -> None:
+        """Answer every call with this HTTP status from now on; 0 goes back to normal."""
+        self._client.post(f"http://127.0.0.1:{self.http_port}/__fail", json={"status": status})
+
     def stop(self) -> None:
         self._client.close()
         stop_pid(self.proc)
@@ -134,6 +142,17 @@ class Mitmdump:
 
     def text(self) -> str:
         return "\n".join(self.log)
+
+
+def failed_start(confdir: Path, *options: str) -> str:
+    """Start mitmdump with our addon and these arguments, expecting it to refuse; returns its output."""
+    result = subprocess.run(
+        [str(BIN / "mitmdump"), "--set", f"confdir={confdir}", "-s", str(ROOT / "addon.py"),
+         "--listen-host", "127.0.0.1", "--listen-port", "0", *options],
+        capture_output=True, text=True, timeout=30, env=clean_env(),
+    )
+    assert result.returncode != 0, "mitmdump started although it should have refused"
+    return result.stdout + result.stderr
 
 
 def clean_env(**extra: str) -> dict[str, str]:

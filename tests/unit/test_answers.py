@@ -20,24 +20,33 @@ JSON_RECORD = record(orjson.dumps(COMPLETION), False, "application/json")
 STREAM_RECORD = record(openai_chat.synthesise(COMPLETION, include_usage=True), True, "text/event-stream")
 
 
-def test_same_format_replays_the_stored_body_with_cache_headers():
-    answer = answers.replay(JSON_RECORD, Family.OPENAI_CHAT, want_stream=False, include_usage=False, now=1042.9)
+def test_same_format_replays_the_stored_body_and_headers():
+    answer = answers.replay(JSON_RECORD, Family.OPENAI_CHAT, want_stream=False, include_usage=False)
     assert answer is not None
-    assert answer.body == JSON_RECORD.body
-    headers = dict(answer.headers)
-    assert headers["X-LLM-Cache"] == "HIT" and headers["X-LLM-Cache-Key"] == "k" * 64
-    assert headers["X-LLM-Cache-Age"] == "42" and headers["x-request-id"] == "r"
+    assert answer.body == JSON_RECORD.body and answer.status == 200
+    assert dict(answer.headers)["x-request-id"] == "r"
+
+
+@pytest.mark.parametrize(("family", "shape"), [
+    (Family.OPENAI_CHAT, lambda e: e["error"]["code"] == "llm_cache_miss"),
+    (Family.ANTHROPIC_MESSAGES, lambda e: e["type"] == "error" and e["error"]["type"] == "cache_miss"),
+])
+def test_a_replay_miss_is_a_504_in_the_providers_error_shape_that_sdks_do_not_retry(family, shape):
+    answer = answers.replay_miss(family, "not in the cache")
+    error = orjson.loads(answer.body)
+    assert answer.status == 504 and shape(error) and "not in the cache" in orjson.dumps(error).decode()
+    assert ("x-should-retry", "false") in answer.headers
 
 
 def test_json_entry_answers_a_stream_request():
-    answer = answers.replay(JSON_RECORD, Family.OPENAI_CHAT, want_stream=True, include_usage=True, now=1000)
+    answer = answers.replay(JSON_RECORD, Family.OPENAI_CHAT, want_stream=True, include_usage=True)
     assert answer is not None
     assert dict(answer.headers)["content-type"].startswith("text/event-stream")
     assert openai_chat.assemble(answer.body) == COMPLETION
 
 
 def test_stream_entry_answers_a_json_request():
-    answer = answers.replay(STREAM_RECORD, Family.OPENAI_CHAT, want_stream=False, include_usage=False, now=1000)
+    answer = answers.replay(STREAM_RECORD, Family.OPENAI_CHAT, want_stream=False, include_usage=False)
     assert answer is not None
     assert dict(answer.headers)["content-type"] == "application/json"
     assert orjson.loads(answer.body) == COMPLETION
@@ -48,10 +57,10 @@ def test_anthropic_cross_serving_both_ways():
                "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 2},
                "content": [{"type": "text", "text": "yo"}]}
     as_stream = answers.replay(record(orjson.dumps(message), False, "application/json"), Family.ANTHROPIC_MESSAGES,
-                               want_stream=True, include_usage=False, now=0)
+                               want_stream=True, include_usage=False)
     assert as_stream is not None and anthropic_messages.assemble(as_stream.body) == message
     as_json = answers.replay(record(anthropic_messages.synthesise(message), True, "text/event-stream"),
-                             Family.ANTHROPIC_MESSAGES, want_stream=False, include_usage=False, now=0)
+                             Family.ANTHROPIC_MESSAGES, want_stream=False, include_usage=False)
     assert as_json is not None and orjson.loads(as_json.body) == message
 
 
@@ -59,12 +68,12 @@ def test_a_malformed_stored_stream_is_no_answer():
     delta = {"type": "content_block_delta", "index": 3, "delta": {"type": "text_delta", "text": "x"}}
     orphan_delta = sse.encode([("content_block_delta", delta), ("message_stop", {"type": "message_stop"})])
     broken = record(orphan_delta, True, "text/event-stream")
-    assert answers.replay(broken, Family.ANTHROPIC_MESSAGES, want_stream=False, include_usage=False, now=0) is None
+    assert answers.replay(broken, Family.ANTHROPIC_MESSAGES, want_stream=False, include_usage=False) is None
 
 
 def test_an_entry_that_cannot_be_converted_is_no_answer():
     responses_json = record(b'{"output": []}', False, "application/json")
-    assert answers.replay(responses_json, Family.OPENAI_RESPONSES, want_stream=True, include_usage=False, now=0) is None
+    assert answers.replay(responses_json, Family.OPENAI_RESPONSES, want_stream=True, include_usage=False) is None
 
 
 @pytest.mark.parametrize(

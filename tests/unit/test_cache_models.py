@@ -5,6 +5,7 @@ import logging
 import os
 import re
 import socket
+import sqlite3
 import threading
 
 import pytest
@@ -33,7 +34,7 @@ def db_url(request, tmp_path):
         if os.environ.get("CI"):
             pytest.fail("CI must provide PostgreSQL: .ci/run exports LLM_CACHE_TEST_POSTGRES")
         pytest.skip("no PostgreSQL here: .ci/postgres.sh starts one and sets LLM_CACHE_TEST_POSTGRES")
-    cache_models.open_database(url).drop_tables([CacheEntry])
+    cache_models.open_database(url).drop_tables([CacheEntry, cache_models.CacheSetting])
     return url
 
 
@@ -197,3 +198,52 @@ def test_an_unreachable_postgresql_fails_fast():
     with pytest.raises(Exception, match="Connection refused|could not connect"):
         cache_models.open_database(f"postgresql://nobody@127.0.0.1:{port}/nothing")
     assert time.monotonic() - start < cache_models.CONNECT_TIMEOUT + 2
+
+
+def test_invalidate_by_tag_model_and_host(store):
+    def put(key, **changes):
+        store.put(dataclasses.replace(record(key=key * 64), **changes))
+    put("a", tags=("run-1", "x_y"))
+    put("b", tags=("run-2",), model="claude")
+    put("c", tags=("xzy",), host="api.groq.com")
+    assert store.invalidate(tag="run") == 0 and store.invalidate(tag="x_y") == 1  # exact tags, "_" is no wildcard
+    assert store.invalidate(model="claude") == 1 and store.invalidate(host="API.GROQ.COM") == 1
+    assert store.stats()["entries"] == 0
+
+
+def test_recent_requests_are_the_newest_of_one_endpoint(store):
+    for n, host in enumerate(["api.openai.com", "api.openai.com", "other.host"]):
+        store.put(dataclasses.replace(record(key=str(n) * 64, created_at=float(n)), host=host))
+    rows = store.recent_requests("openai.chat", "api.openai.com")
+    assert [key[0] for key, _, _ in rows] == ["1", "0"]
+    assert unpack_request(rows[0][2])["body"] == {"model": "gpt", "messages": []}
+
+
+def test_the_scope_secret_is_made_once_and_shared(db_url, store):
+    other = CacheStore(db_url)
+    try:
+        assert store.credential_tag("sk-a") == other.credential_tag("sk-a") != store.credential_tag("sk-b")
+        assert "sk-a" not in store.credential_tag("sk-a")
+    finally:
+        other.close()
+
+
+def test_an_older_cache_gets_the_new_columns(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:  # the table as the first release made it
+        db.execute('CREATE TABLE "cache_entry" ("key" VARCHAR(64) NOT NULL PRIMARY KEY, "family" VARCHAR(32) NOT NULL, '
+                   '"status" INTEGER NOT NULL, "is_stream" INTEGER NOT NULL, "created_at" REAL NOT NULL, '
+                   '"host" VARCHAR(255) NOT NULL, "model" VARCHAR(255) NOT NULL, "input_tokens" INTEGER, '
+                   '"output_tokens" INTEGER, "hit_count" INTEGER NOT NULL, "last_hit_at" REAL, '
+                   '"headers" TEXT NOT NULL, "body" BLOB NOT NULL, "request" BLOB NOT NULL)')
+        db.execute("INSERT INTO cache_entry VALUES (?, 'openai.chat', 200, 0, 1.0, 'h', 'm', NULL, NULL, 0, NULL, "
+                   "'[]', X'7B7D', X'00')", ("d" * 64,))
+    store = CacheStore(f"sqlite:///{path}")
+    try:
+        old = store.find("d" * 64)
+        assert old is not None and old.body == b"{}" and old.expires_at is None
+        store.put(dataclasses.replace(record(), tags=("t",), expires_at=5.0))
+        store.flush()
+        assert store.find("a" * 64).expires_at == 5.0 and store.invalidate(tag="t") == 1
+    finally:
+        store.close()

@@ -1,0 +1,157 @@
+"""What the cache may do, per proxy: the `llm_cache_*` options parsed into one immutable Settings.
+
+Each parser is a small pure function raising ValueError with a message fit for the user; addon.py
+turns that into mitmproxy's OptionsError. Nothing here imports mitmproxy.
+"""
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from fnmatch import fnmatchcase
+from typing import Any
+
+from llm_cache.normalise import DEFAULT_IGNORED_FIELDS, KeyRules
+
+
+class Mode(StrEnum):
+    RECORD = "record"  # answer hits, record misses
+    REPLAY = "replay"  # never contact an upstream: a miss is a 504 naming the closest stored request
+    REFRESH = "refresh"  # always go upstream and overwrite
+    READONLY = "readonly"  # answer hits, never write
+    WRITEONLY = "writeonly"  # never answer from the cache, record everything
+    OFF = "off"  # pass everything through
+
+    @property
+    def looks_up(self) -> bool:
+        return self in (Mode.RECORD, Mode.REPLAY, Mode.READONLY)
+
+    @property
+    def records(self) -> bool:
+        return self in (Mode.RECORD, Mode.REFRESH, Mode.WRITEONLY)
+
+
+class Scope(StrEnum):
+    GLOBAL = "global"  # one cache for everyone behind this proxy
+    CREDENTIAL = "credential"  # entries kept apart per API key (by an HMAC of it, never the key)
+
+
+class Temperature(StrEnum):
+    ANY = "any"  # replaying sampled agent runs is the point
+    DETERMINISTIC = "deterministic"  # only temperature 0, or a seed
+
+
+@dataclass(frozen=True)
+class Lists:
+    """Shell-style globs; an empty allow list allows everything, deny beats allow."""
+
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+
+    def refuses(self, value: str) -> str | None:
+        value = value.lower()
+        for pattern in self.deny:
+            if fnmatchcase(value, pattern):
+                return f"denied by {pattern!r}"
+        if self.allow and not any(fnmatchcase(value, pattern) for pattern in self.allow):
+            return "not in the allow list"
+        return None
+
+
+@dataclass(frozen=True)
+class Settings:
+    mode: Mode = Mode.RECORD
+    ttl: int = 0  # seconds; 0 = entries never expire
+    stale_if_error: bool = False
+    hosts: Lists = field(default_factory=Lists)
+    models: Lists = field(default_factory=Lists)
+    families: Lists = field(default_factory=Lists)
+    max_request_bytes: int = 16 * 2**20
+    max_response_bytes: int = 64 * 2**20
+    temperature: Temperature = Temperature.ANY
+    scan_secrets: bool = True
+    samples: int = 1
+    scope: Scope = Scope.GLOBAL
+    compat_headers: bool = False
+    key_rules: KeyRules = field(default_factory=KeyRules)
+
+    def refuses(self, host: str, model: str, family: str) -> str | None:
+        """Why the allow/deny lists keep this call out of the cache, or None."""
+        for what, lists, value in (("host", self.hosts, host), ("model", self.models, model),
+                                   ("family", self.families, family)):
+            reason = lists.refuses(value)
+            if reason:
+                return f"{what} {value} {reason}"
+        return None
+
+
+def parse_enum[E: StrEnum](enum: type[E], option: str, value: str) -> E:
+    try:
+        return enum(value.strip().lower())
+    except ValueError:
+        valid = ", ".join(member.value for member in enum)
+        raise ValueError(f"{option} must be one of {valid}; got {value!r}") from None
+
+
+def parse_non_negative(option: str, value: int) -> int:
+    if value < 0:
+        raise ValueError(f"{option} must be 0 or more; got {value}")
+    return value
+
+
+def parse_globs(option: str, values: Sequence[str]) -> tuple[str, ...]:
+    globs = tuple(v.strip().lower() for v in values if v.strip())
+    for glob in globs:
+        if any(c in glob for c in "\r\n"):
+            raise ValueError(f"{option}: a pattern cannot span lines: {glob!r}")
+    return globs
+
+
+def parse_patterns(option: str, values: Sequence[str]) -> tuple[re.Pattern[str], ...]:
+    patterns = []
+    for value in values:
+        try:
+            patterns.append(re.compile(value))
+        except re.error as e:
+            raise ValueError(f"{option}: {value!r} is not a valid regular expression ({e})") from None
+    return tuple(patterns)
+
+
+def parse_paths(option: str, values: Sequence[str]) -> tuple[tuple[str, ...], ...]:
+    paths = []
+    for value in values:
+        parts = tuple(value.strip().split("."))
+        if not all(parts):
+            raise ValueError(f"{option}: {value!r} is not a dotted field path like metadata.user_id")
+        paths.append(parts)
+    return tuple(paths)
+
+
+def settings_from(options: Mapping[str, Any]) -> Settings:
+    """Settings from the llm_cache_* option values (names without the prefix); raises ValueError."""
+    samples = options["samples"]
+    if samples < 1:
+        raise ValueError(f"llm_cache_samples must be 1 or more; got {samples}")
+    ignored = DEFAULT_IGNORED_FIELDS + parse_paths("llm_cache_ignore_fields", options["ignore_fields"])
+    return Settings(
+        mode=parse_enum(Mode, "llm_cache_mode", options["mode"]),
+        ttl=parse_non_negative("llm_cache_ttl", options["ttl"]),
+        stale_if_error=options["stale_if_error"],
+        hosts=Lists(parse_globs("llm_cache_allow_hosts", options["allow_hosts"]),
+                    parse_globs("llm_cache_deny_hosts", options["deny_hosts"])),
+        models=Lists(parse_globs("llm_cache_allow_models", options["allow_models"]),
+                     parse_globs("llm_cache_deny_models", options["deny_models"])),
+        families=Lists(parse_globs("llm_cache_allow_families", options["allow_families"]),
+                       parse_globs("llm_cache_deny_families", options["deny_families"])),
+        max_request_bytes=parse_non_negative("llm_cache_max_request_bytes", options["max_request_bytes"]),
+        max_response_bytes=parse_non_negative("llm_cache_max_response_bytes", options["max_response_bytes"]),
+        temperature=parse_enum(Temperature, "llm_cache_temperature", options["temperature"]),
+        scan_secrets=options["scan_secrets"],
+        samples=samples,
+        scope=parse_enum(Scope, "llm_cache_scope", options["scope"]),
+        compat_headers=options["compat_headers"],
+        key_rules=KeyRules(
+            ignored=ignored,
+            normalisers=parse_patterns("llm_cache_normalise", options["normalise"]),
+        ),
+    )

@@ -1,0 +1,65 @@
+"""The response headers that say what the cache did with a request.
+
+Always `X-LLM-Cache: HIT | STALE | MISS | BYPASS`, with `-Key`, `-Age`, `-Store` or `-Reason` where
+they apply. With `llm_cache_compat_headers`, also the headers of the caches users switch from, so
+tools built for those keep working: `X-Computer-Use-Cache` and `X-Code-Model-Cache` (HIT / MISS /
+BYPASS, with `-Key` and `-Store`) and a Cachecore-style `X-Cache` (HIT_L1 | HIT_L1_STALE | MISS |
+BYPASS) with `X-Cache-Age`.
+"""
+
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    HIT = "HIT"
+    STALE = "STALE"  # an expired entry served because the upstream failed (stale-if-error)
+    MISS = "MISS"
+    BYPASS = "BYPASS"
+
+
+_SEED_HEADERS = ("X-Computer-Use-Cache", "X-Code-Model-Cache")
+_STATUS_PREFIXES = ("x-llm-cache", "x-computer-use-cache", "x-code-model-cache")
+_STATUS_NAMES = frozenset({"x-cache", "x-cache-age"})
+
+
+def is_status_header(name: str) -> bool:
+    """Headers that say what a cache did with one request: never stored with an entry, and added
+    fresh to every answer."""
+    name = name.lower()
+    return name in _STATUS_NAMES or name.startswith(_STATUS_PREFIXES)
+_X_CACHE = {Status.HIT: "HIT_L1", Status.STALE: "HIT_L1_STALE", Status.MISS: "MISS", Status.BYPASS: "BYPASS"}
+
+
+def status_headers(
+    status: Status,
+    *,
+    key: str | None = None,
+    age: int | None = None,
+    reason: str | None = None,
+    compat: bool = False,
+) -> list[tuple[str, str]]:
+    headers = [("X-LLM-Cache", status.value)]
+    if key:
+        headers.append(("X-LLM-Cache-Key", key))
+    if age is not None:
+        headers.append(("X-LLM-Cache-Age", str(age)))
+    if reason:
+        headers.append(("X-LLM-Cache-Reason", reason))
+    if compat:
+        seed_status = Status.HIT.value if status is Status.STALE else status.value
+        for name in _SEED_HEADERS:
+            headers.append((name, seed_status))
+            if key:
+                headers.append((f"{name}-Key", key))
+        headers.append(("X-Cache", _X_CACHE[status]))
+        if age is not None:
+            headers.append(("X-Cache-Age", str(age)))
+    return headers
+
+
+def store_headers(outcome: str, *, compat: bool = False) -> list[tuple[str, str]]:
+    """What happened to a miss: "stored" or "skipped: <reason>"."""
+    headers = [("X-LLM-Cache-Store", outcome)]
+    if compat:
+        headers += [(f"{name}-Store", outcome) for name in _SEED_HEADERS]
+    return headers
