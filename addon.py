@@ -30,7 +30,7 @@ from llm_cache.lookup import Found, find_entry
 from llm_cache.normalise import canonical_form
 from llm_cache.plan import is_expired, plan_for
 from llm_cache.records import Record, unpack_request
-from llm_cache.secrets import find_secret
+from llm_cache.secrets import SecretScanner
 from llm_cache.status import Status, status_headers, store_headers
 from llm_cache.tee import StreamTee
 
@@ -91,6 +91,7 @@ class LLMCache:
         self._reopen_at = 0.0
         self._memo = keys.BodyMemo()
         self._failures = FailureLog()
+        self._secrets = SecretScanner()
         self._seen: dict[str, int] = {}  # identical requests this run, per key (llm_cache_samples > 1)
         self._stale: dict[str, Record] = {}  # flow id -> expired entry, for stale-if-error
 
@@ -344,7 +345,7 @@ class LLMCache:
             if len(body) > self.settings.max_response_bytes:
                 return f"skipped: response over llm_cache_max_response_bytes ({len(body)} bytes)"
             request_body = flow.request.get_content(strict=True) or b""
-            if self.settings.scan_secrets and (secret := find_secret(request_body)):
+            if self.settings.scan_secrets and (secret := self._secrets.scan(request_body)):
                 return f"skipped: the request carries {secret}"
             now = time.time()
             controls = state["controls"]

@@ -6,6 +6,10 @@ that ordinary prose ("the secret ingredient", "password reset flow") does not ma
 """
 
 import re
+from collections import OrderedDict
+from typing import Any
+
+import orjson
 
 # Each pattern is tried only where the anchor regex found where it could start: running every
 # pattern over a 20 KB prompt took ~2 ms, one pass of the anchors ~100 us.
@@ -34,8 +38,59 @@ _ANCHORS = re.compile(  # a plain alternation over a lowered copy: a lookbehind 
 )
 
 
+_KEYWORD = re.compile(r"(?i)password|passwd|pwd|secret|api[_-]?key|access[_-]?token|auth[_-]?token|private[_-]?key")
+
+LONG = 512  # characters: strings this long are scanned alone, and remembered once found clean
+
+
+class SecretScanner:
+    """find_secret over a JSON request body, remembering long strings already found clean.
+
+    Scanning costs ~12 us per KB, and an agent resends its whole conversation (system prompt,
+    every earlier turn) on each call: a 20 KB request took ~250 us to scan, on every miss. Each long
+    string is scanned once; a repeat costs a hash.
+    """
+
+    def __init__(self, size: int = 8192) -> None:
+        self._size = size
+        self._clean: OrderedDict[tuple[int, int], None] = OrderedDict()
+
+    def scan(self, raw: bytes) -> str | None:
+        """What kind of credential a JSON body carries, or None; raises ValueError for non-JSON."""
+        short: list[str] = []
+        stack: list[Any] = [orjson.loads(raw)]
+        while stack:
+            value = stack.pop()
+            if isinstance(value, dict):
+                for name, item in value.items():
+                    if isinstance(item, str) and _KEYWORD.search(name):
+                        short.append(f"{name}={item}")  # a JSON "password": "..." is an assignment too
+                    short.append(name)
+                    stack.append(item)
+            elif isinstance(value, list):
+                stack.extend(value)
+            elif isinstance(value, str):
+                if len(value) < LONG:
+                    short.append(value)
+                elif kind := self._scan_long(value):
+                    return kind
+        return find_secret("\n".join(short).encode())
+
+    def _scan_long(self, text: str) -> str | None:
+        memo_key = (len(text), hash(text))
+        if memo_key in self._clean:
+            self._clean.move_to_end(memo_key)
+            return None
+        kind = find_secret(text.encode())
+        if kind is None:
+            self._clean[memo_key] = None
+            if len(self._clean) > self._size:
+                self._clean.popitem(last=False)
+        return kind
+
+
 def find_secret(raw: bytes) -> str | None:
-    """What kind of credential a request body carries, or None."""
+    """What kind of credential a text carries, or None."""
     for anchor in _ANCHORS.finditer(raw.lower()):
         at, start = anchor.start(), anchor.group()[:2]
         for prefix, kind, pattern in _PATTERNS:

@@ -1,11 +1,12 @@
 """Units of issue 3's control layer: options, per-request controls, plans, samples, secrets, diffs."""
 
+import orjson
 import pytest
 
 from llm_cache import closest, controls, lookup, plan, policy
 from llm_cache.keys import BodyFacts
 from llm_cache.records import Record
-from llm_cache.secrets import find_secret
+from llm_cache.secrets import SecretScanner, find_secret
 
 DEFAULTS = {"mode": "record", "ttl": 0, "stale_if_error": False, "allow_hosts": [], "deny_hosts": [],
             "allow_models": [], "deny_models": [], "allow_families": [], "deny_families": [],
@@ -151,3 +152,16 @@ def test_the_closest_request_and_where_it_differs():
     assert closest.differing_paths(far, body) == ["messages[0]", "model", "temperature", "top_p"]
     assert closest.differing_paths(1, 1.0) == ["(the whole body)"]
     assert closest.describe(None) == "No request to this endpoint is stored yet."
+
+
+def test_the_scanner_remembers_clean_long_strings_but_never_a_new_secret():
+    scanner = SecretScanner()
+    history = "An agent's long system prompt. " * 40
+
+    def body(*messages):
+        return orjson.dumps({"model": "m", "messages": [{"role": "user", "content": m} for m in messages]})
+    assert scanner.scan(body(history, "first turn")) is None
+    assert scanner.scan(body(history, "second turn, with AKIAQWERTYUIOPASDFGH")) == "an AWS access key"
+    assert scanner.scan(body(history + " AKIAQWERTYUIOPASDFGH")) == "an AWS access key"
+    assert scanner.scan(orjson.dumps({"tools": [{"arguments": {"api_key": "AbCdEf123456"}}]})) is not None
+    assert scanner.scan(orjson.dumps({"input": [{"password": "short"}]})) is None
