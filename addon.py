@@ -5,7 +5,7 @@
 One request through this file: `requestheaders` recognises an LLM endpoint and captures its target
 (before other addons may rewrite the URL) -> `request` builds the key and answers a hit from the
 store -> on a miss, `responseheaders` tees a stream into memory without delaying it -> `response`
-validates the complete answer and hands it to the writer thread. Anything that fails on the way
+validates the complete answer and hands it to the writer process. Anything that fails on the way
 passes the flow through untouched (llm_cache.failures).
 """
 
@@ -23,7 +23,7 @@ from mitmproxy import command, ctx, exceptions, http
 import cache_models
 from llm_cache import answers, keys, policy
 from llm_cache.closest import describe, nearest
-from llm_cache.controls import OWN_HEADERS, read_controls
+from llm_cache.controls import OWN_HEADERS, has_own_headers, read_controls
 from llm_cache.endpoints import family_for
 from llm_cache.failures import FailureLog
 from llm_cache.lookup import Found, find_entry
@@ -47,13 +47,18 @@ MARK_STORED = ":floppy_disk:"
 MARK_NOT_STORED = ":red_circle:"
 
 
+_DEFAULT = policy.Settings()  # the defaults live there, once
+
 # (name, type, default, help): every option of the cache; policy.settings_from parses them.
 OPTIONS: tuple[tuple[str, type, Any, str], ...] = (
-    ("mode", str, "record", "record (answer hits, record misses), replay (never go upstream: a miss is a 504 "
+    ("mode", str, _DEFAULT.mode.value,
+     "record (answer hits, record misses), replay (never go upstream: a miss is a 504 "
      "naming the closest stored request), refresh (always go upstream and overwrite), readonly (never write), "
      "writeonly (never answer from the cache) or off."),
-    ("ttl", int, 0, "Seconds an entry is served for; 0 = forever. A request may set its own with X-LLM-Cache-TTL."),
-    ("stale_if_error", bool, False, "Serve an expired entry (X-LLM-Cache: STALE) when the upstream answers "
+    ("ttl", int, _DEFAULT.ttl,
+     "Seconds an entry is served for; 0 = forever. A request may set its own with X-LLM-Cache-TTL."),
+    ("stale_if_error", bool, _DEFAULT.stale_if_error,
+     "Serve an expired entry (X-LLM-Cache: STALE) when the upstream answers "
      "429/5xx or cannot be reached."),
     ("allow_hosts", Sequence[str], [], "Cache only these hosts (shell globs, e.g. *.openai.com); empty = all."),
     ("deny_hosts", Sequence[str], [], "Never cache these hosts (shell globs)."),
@@ -61,20 +66,27 @@ OPTIONS: tuple[tuple[str, type, Any, str], ...] = (
     ("deny_models", Sequence[str], [], "Never cache these models (shell globs)."),
     ("allow_families", Sequence[str], [], "Cache only these endpoint families (e.g. openai.*); empty = all."),
     ("deny_families", Sequence[str], [], "Never cache these endpoint families (e.g. openai.embeddings)."),
-    ("max_request_bytes", int, 16 * 2**20, "Larger requests pass through uncached."),
-    ("max_response_bytes", int, 64 * 2**20, "Larger responses are passed on but not recorded."),
-    ("temperature", str, "any", "any, or deterministic: cache only requests with temperature 0 or a seed."),
-    ("scan_secrets", bool, True, "Never record a request whose content carries a credential (API keys, AWS "
+    ("max_request_bytes", int, _DEFAULT.max_request_bytes,
+     "Larger requests pass through uncached."),
+    ("max_response_bytes", int, _DEFAULT.max_response_bytes,
+     "Larger responses are passed on but not recorded."),
+    ("temperature", str, _DEFAULT.temperature.value,
+     "any, or deterministic: cache only requests with temperature 0 or a seed."),
+    ("scan_secrets", bool, _DEFAULT.scan_secrets,
+     "Never record a request whose content carries a credential (API keys, AWS "
      "keys, private keys, bearer tokens, password= assignments)."),
-    ("samples", int, 1, "Record up to N responses per request; the n-th identical request of a run gets the "
+    ("samples", int, _DEFAULT.samples,
+     "Record up to N responses per request; the n-th identical request of a run gets the "
      "n-th recorded response, then they wrap."),
     ("ignore_fields", Sequence[str], [], "Further body fields left out of keys, as dotted paths (metadata.user_id); "
      "metadata, user, prompt_cache_key, safety_identifier, store and service_tier always are."),
     ("normalise", Sequence[str], [], "Regular expressions whose matches in request text are replaced before "
      "keying (timestamps, temp paths, UUIDs)."),
-    ("scope", str, "global", "global (one shared cache) or credential (entries kept apart per API key, by an "
+    ("scope", str, _DEFAULT.scope.value,
+     "global (one shared cache) or credential (entries kept apart per API key, by an "
      "HMAC of it; never the key itself)."),
-    ("compat_headers", bool, False, "Also send the headers of the caches users switch from: X-Computer-Use-Cache, "
+    ("compat_headers", bool, _DEFAULT.compat_headers,
+     "Also send the headers of the caches users switch from: X-Computer-Use-Cache, "
      "X-Code-Model-Cache and a Cachecore-style X-Cache with X-Cache-Age."),
 )
 OPTION_NAMES = tuple(f"llm_cache_{name}" for name, *_ in OPTIONS)
@@ -87,7 +99,7 @@ class LLMCache:
     def __init__(self) -> None:
         self.store: cache_models.CacheStore | None = None
         self.db_url = ""
-        self.settings = policy.Settings()
+        self.settings = _DEFAULT
         self._reopen_at = 0.0
         self._memo = keys.BodyMemo()
         self._failures = FailureLog()
@@ -153,13 +165,12 @@ class LLMCache:
             return
         path = request.path
         query = request.query.items(multi=True) if "?" in path else ()
-        target = keys.make_target(
-            request.method, request.scheme, request.host, request.port, path, query, request.headers.items(multi=True),
-        )
-        controls = read_controls(request.headers.items(multi=True))
-        for name in OWN_HEADERS:  # the cache's business only: no provider sees them
-            if name in request.headers:
-                del request.headers[name]
+        fields = list(request.headers.items(multi=True))
+        target = keys.make_target(request.method, request.scheme, request.host, request.port, path, query, fields)
+        controls = read_controls(fields)
+        if has_own_headers(name for name, _ in fields):  # the cache's business only: no provider sees them
+            for name in OWN_HEADERS:
+                request.headers.pop(name, None)
         flow.metadata[META] = {  # plain data: flows are saved with it
             "family": family, "target": target, "controls": controls,
             "partition": self._partition(controls.namespace, request.headers, query),
@@ -197,7 +208,8 @@ class LLMCache:
             state.update(status=Status.BYPASS, reason=plan.bypass)
             return None
         key = keys.cache_key(state["target"], facts.digest, state["partition"])
-        state.update(key=key, model=facts.model, stream=facts.stream, skip_store=plan.skip_store)
+        state.update(key=key, model=facts.model, stream=facts.stream, include_usage=facts.include_usage,
+                     skip_store=plan.skip_store)
         now = time.time()
         nth = self._nth(key)
         try:
@@ -230,12 +242,15 @@ class LLMCache:
         return None
 
     def _answer(self, flow: http.HTTPFlow, status: Status, answer: answers.Answer, record: Record, now: float) -> None:
-        state = flow.metadata[META]
         age = max(0, int(now - record.created_at))
-        headers = answer.headers + status_headers(status, key=record.key, age=age, compat=self.settings.compat_headers)
-        flow.response = http.Response.make(answer.status, answer.body, _wire_headers(headers))
-        state["status"] = status
+        self._respond(flow, answer, status, key=record.key, age=age)
+        flow.metadata[META]["status"] = status
         _mark(flow, MARK_HIT, f"llm-cache {status} {record.key[:12]} age {age}s")
+
+    def _respond(self, flow: http.HTTPFlow, answer: answers.Answer, status: Status, **details: Any) -> None:
+        """Answer from the proxy, with the headers that say what the cache did."""
+        headers = answer.headers + status_headers(status, compat=self.settings.compat_headers, **details)
+        flow.response = http.Response.make(answer.status, answer.body, _wire_headers(headers))
 
     def _replay_miss(self, flow: http.HTTPFlow, store: cache_models.CacheStore, model: str) -> None:
         """Fail loudly, naming the stored request that came closest and where it differs."""
@@ -256,11 +271,8 @@ class LLMCache:
         why = "llm_cache_mode is replay" if replaying else "Cache-Control: only-if-cached"
         message = (f"llm-cache: this request ({model} at {target.url}) is not in the cache and {why}, so it was not "
                    f"sent upstream. {closest}")
-        answer = answers.replay_miss(state["family"], message)
-        headers = answer.headers + status_headers(Status.MISS, key=state["key"], reason=why,
-                                                  compat=self.settings.compat_headers)
-        flow.response = http.Response.make(answer.status, answer.body, _wire_headers(headers))
-        state["status"] = "REPLAY_MISS"
+        self._respond(flow, answers.replay_miss(state["family"], message), Status.MISS, key=state["key"], reason=why)
+        state["status"] = "REPLAY_MISS"  # answered here: nothing for the response hooks to record
         _mark(flow, MARK_NOT_STORED, f"llm-cache MISS {state['key'][:12]} not in cache ({why})")
 
     async def _serve_stale_if_unreachable(self, flow: http.HTTPFlow) -> None:
@@ -278,8 +290,8 @@ class LLMCache:
 
     def _serve_stale(self, flow: http.HTTPFlow, record: Record) -> bool:
         state = flow.metadata[META]
-        stream = state["stream"]
-        answer = answers.replay(record, state["family"], want_stream=stream, include_usage=stream)
+        answer = answers.replay(record, state["family"], want_stream=state["stream"],
+                                include_usage=state["include_usage"])
         if answer is None:
             return False
         self._answer(flow, Status.STALE, answer, record, time.time())
@@ -372,8 +384,7 @@ class LLMCache:
         """Which part of the cache a request belongs to: its namespace, and in the credential scope
         an HMAC of its credential (the secret lives in the cache, so the HMAC cannot be reversed)."""
         parts = [f"ns:{namespace}"] if namespace else []
-        store = self._store()
-        if self.settings.scope is policy.Scope.CREDENTIAL and store is not None:
+        if self.settings.scope is policy.Scope.CREDENTIAL and (store := self._store()) is not None:
             credential = next((headers[name] for name in CREDENTIAL_HEADERS if name in headers), None)
             if credential is None:
                 credential = next((v for k, v in query if k.lower() in keys.CREDENTIAL_QUERY_PARAMS), "")

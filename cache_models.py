@@ -2,7 +2,7 @@
 
 One code path for SQLite (the default, a file) and PostgreSQL (a team's shared cache): the database
 comes from a URL through playhouse.db_url. Reads run on the caller's thread with one prebuilt SQL
-statement; every write goes through one writer thread (llm_cache.writer).
+statement; every write goes through one writer process (llm_cache.writer).
 """
 
 import hashlib
@@ -48,7 +48,7 @@ SUPPORTED_SCHEMES = ("sqlite", "postgres", "postgresql")
 CONNECT_TIMEOUT = 3  # seconds, for PostgreSQL unless the URL sets ?connect_timeout=
 
 SQLITE_PRAGMAS = {
-    "journal_mode": "wal",  # the event loop reads while the writer thread commits, without waiting
+    "journal_mode": "wal",  # the event loop reads while the writer process commits, without waiting
     "synchronous": "normal",  # with WAL: survives a crash of the proxy, and commits stay cheap
     "busy_timeout": 5000,  # a second proxy or the CLI holding the lock: wait up to 5 s, don't fail
 }
@@ -111,7 +111,7 @@ def resolve_db_url(url: str, base_dir: str) -> str:
     if not path or path.startswith(":memory:"):
         raise ValueError(
             "llm_cache_db needs a SQLite file (sqlite:///path/to/file); an in-memory database "
-            "cannot be shared with the writer thread"
+            "cannot be shared with the writer process"
         )
     path = path.split("?", 1)[0]
     return "sqlite:///" + os.path.abspath(os.path.join(base_dir, os.path.expanduser(path)))

@@ -99,12 +99,8 @@ def parse_non_negative(option: str, value: int) -> int:
     return value
 
 
-def parse_globs(option: str, values: Sequence[str]) -> tuple[str, ...]:
-    globs = tuple(v.strip().lower() for v in values if v.strip())
-    for glob in globs:
-        if any(c in glob for c in "\r\n"):
-            raise ValueError(f"{option}: a pattern cannot span lines: {glob!r}")
-    return globs
+def parse_globs(values: Sequence[str]) -> tuple[str, ...]:
+    return tuple(v.strip().lower() for v in values if v.strip())
 
 
 def parse_patterns(option: str, values: Sequence[str]) -> tuple[re.Pattern[str], ...]:
@@ -137,12 +133,12 @@ def settings_from(options: Mapping[str, Any]) -> Settings:
         mode=parse_enum(Mode, "llm_cache_mode", options["mode"]),
         ttl=parse_non_negative("llm_cache_ttl", options["ttl"]),
         stale_if_error=options["stale_if_error"],
-        hosts=Lists(parse_globs("llm_cache_allow_hosts", options["allow_hosts"]),
-                    parse_globs("llm_cache_deny_hosts", options["deny_hosts"])),
-        models=Lists(parse_globs("llm_cache_allow_models", options["allow_models"]),
-                     parse_globs("llm_cache_deny_models", options["deny_models"])),
-        families=Lists(parse_globs("llm_cache_allow_families", options["allow_families"]),
-                       parse_globs("llm_cache_deny_families", options["deny_families"])),
+        hosts=Lists(parse_globs(options["allow_hosts"]),
+                    parse_globs(options["deny_hosts"])),
+        models=Lists(parse_globs(options["allow_models"]),
+                     parse_globs(options["deny_models"])),
+        families=Lists(parse_globs(options["allow_families"]),
+                       parse_globs(options["deny_families"])),
         max_request_bytes=parse_non_negative("llm_cache_max_request_bytes", options["max_request_bytes"]),
         max_response_bytes=parse_non_negative("llm_cache_max_response_bytes", options["max_response_bytes"]),
         temperature=parse_enum(Temperature, "llm_cache_temperature", options["temperature"]),

@@ -1,5 +1,5 @@
 """The plain data a cache entry is made of, shared by the addon and the storage layer, and what is
-derived from it only when it is written (in the writer thread, off the event loop)."""
+derived from it only when it is written (in the writer process, off the event loop)."""
 
 import zlib
 from collections.abc import Iterable
@@ -66,8 +66,8 @@ class Record:
 def storage_fields(record: Record) -> dict[str, Any]:
     """The derived columns of an entry: the request for inspection (zlib-compressed: agents resend
     the same long prompts, and a 20 KB row costs SQLite ~10x a 2 KB one), usage tokens, headers as
-    JSON. Runs in the writer thread, and holds the GIL as little as it can: the request is packed
-    as sent, without parsing it, and canonicalised when it is read back."""
+    JSON. Runs in the writer process, and stays cheap: the request is packed as sent, without
+    parsing it, and canonicalised when it is read back."""
     usage = formats.usage_of(Family(record.family), record.body, is_stream=record.is_stream)
     return {
         "headers": orjson.dumps(record.headers).decode(),
