@@ -24,7 +24,7 @@ import cache_models
 from llm_cache import answers, keys, policy
 from llm_cache.closest import describe, nearest
 from llm_cache.controls import OWN_HEADERS, has_own_headers, read_controls
-from llm_cache.endpoints import family_for
+from llm_cache.endpoints import PASSED_THROUGH, Wire, is_websocket_upgrade, route_for
 from llm_cache.failures import FailureLog
 from llm_cache.lookup import Found, find_entry
 from llm_cache.normalise import canonical_form
@@ -88,6 +88,9 @@ OPTIONS: tuple[tuple[str, type, Any, str], ...] = (
     ("compat_headers", bool, _DEFAULT.compat_headers,
      "Also send the headers of the caches users switch from: X-Computer-Use-Cache, "
      "X-Code-Model-Cache and a Cachecore-style X-Cache with X-Cache-Age."),
+    ("refuse_websocket", bool, _DEFAULT.refuse_websocket,
+     "Answer a WebSocket upgrade to a /responses endpoint (the Codex CLI tries one first) with HTTP 426, "
+     "so the client falls back to HTTP and SSE, which is cached."),
 )
 OPTION_NAMES = tuple(f"llm_cache_{name}" for name, *_ in OPTIONS)
 
@@ -160,8 +163,12 @@ class LLMCache:
         if flow.response or flow.error or not flow.live or self.settings.mode is policy.Mode.OFF:
             return
         request = flow.request
-        family = family_for(request.method, request.path, request.headers.get("content-type", ""))
-        if family is None:
+        if self.settings.refuse_websocket and is_websocket_upgrade(request.method, request.path,
+                                                                    request.headers.get("upgrade", "")):
+            self._refuse_websocket(flow)
+            return
+        route = route_for(request.method, request.path, request.headers.get("content-type", ""))
+        if route is None:
             return
         path = request.path
         query = request.query.items(multi=True) if "?" in path else ()
@@ -171,16 +178,18 @@ class LLMCache:
         if has_own_headers(name for name, _ in fields):  # the cache's business only: no provider sees them
             for name in OWN_HEADERS:
                 request.headers.pop(name, None)
-        flow.metadata[META] = {  # plain data: flows are saved with it
-            "family": family, "target": target, "controls": controls,
+        flow.metadata[META] = state = {  # plain data: flows are saved with it
+            "route": route, "family": route.family, "target": target, "controls": controls,
             "partition": self._partition(controls.namespace, request.headers, query),
         }
+        if route.family in PASSED_THROUGH:
+            state.update(status=Status.BYPASS, reason=PASSED_THROUGH[route.family])
 
     def request(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
         if flow.response or flow.error or not flow.live:
             return None
         state = flow.metadata.get(META)
-        if state is None:
+        if state is None or "status" in state:  # not ours, or already decided from the headers
             return None
         store = self._store()
         if store is None:
@@ -193,7 +202,7 @@ class LLMCache:
                 reason = f"request over llm_cache_max_request_bytes ({len(raw)} bytes)"
                 state.update(status=Status.BYPASS, reason=reason)
                 return None
-            facts = self._memo.facts(family, raw)
+            facts = self._memo.facts(state["route"], raw)
             if facts is not None and facts.has_controls:
                 flow.request.content = keys.without_controls(raw)  # a provider must never see "cache": false
         except Exception as e:  # undecodable, not JSON, nested past any sane depth: not ours to judge
@@ -208,7 +217,8 @@ class LLMCache:
             state.update(status=Status.BYPASS, reason=plan.bypass)
             return None
         key = keys.cache_key(state["target"], facts.digest, state["partition"])
-        state.update(key=key, model=facts.model, stream=facts.stream, include_usage=facts.include_usage,
+        wire = state["route"].stream_wire if facts.stream else Wire.JSON
+        state.update(key=key, model=facts.model, stream=facts.stream, wire=wire, include_usage=facts.include_usage,
                      skip_store=plan.skip_store)
         now = time.time()
         nth = self._nth(key)
@@ -221,9 +231,7 @@ class LLMCache:
                 )
             answer = None
             if found.fresh is not None:
-                answer = answers.replay(
-                    found.fresh, family, want_stream=facts.stream, include_usage=facts.include_usage
-                )
+                answer = answers.replay(found.fresh, family, want=wire, include_usage=facts.include_usage)
         except Exception as e:
             self._failures.passed_through("the cache lookup", e)
             del flow.metadata[META]
@@ -275,6 +283,11 @@ class LLMCache:
         state["status"] = "REPLAY_MISS"  # answered here: nothing for the response hooks to record
         _mark(flow, MARK_NOT_STORED, f"llm-cache MISS {state['key'][:12]} not in cache ({why})")
 
+    def _refuse_websocket(self, flow: http.HTTPFlow) -> None:
+        reason = "WebSocket upgrade refused (llm_cache_refuse_websocket); the client falls back to HTTP"
+        self._respond(flow, answers.refused_websocket(), Status.BYPASS, reason=reason)
+        _mark(flow, MARK_NOT_STORED, f"llm-cache BYPASS: {reason}")
+
     async def _serve_stale_if_unreachable(self, flow: http.HTTPFlow) -> None:
         """stale-if-error for an upstream that cannot be reached: mitmproxy turns a failed connect
         into a 502 of its own that no hook can replace, so look before it connects."""
@@ -290,8 +303,7 @@ class LLMCache:
 
     def _serve_stale(self, flow: http.HTTPFlow, record: Record) -> bool:
         state = flow.metadata[META]
-        answer = answers.replay(record, state["family"], want_stream=state["stream"],
-                                include_usage=state["include_usage"])
+        answer = answers.replay(record, state["family"], want=state["wire"], include_usage=state["include_usage"])
         if answer is None:
             return False
         self._answer(flow, Status.STALE, answer, record, time.time())
@@ -307,12 +319,15 @@ class LLMCache:
         status = state["status"]
         for name, value in status_headers(status, reason=state.get("reason"), compat=self.settings.compat_headers):
             response.headers[name] = value
-        if not answers.is_event_stream(response.headers.get("content-type", "")):
+        success = 200 <= response.status_code < 300
+        # A stream by its type, or (Gemini's JSON array) because the request asked for one.
+        if not answers.is_stream_type(response.headers.get("content-type", "")) and not (
+                success and state.get("stream")):
             return
-        if status is Status.MISS and 200 <= response.status_code < 300 and not state.get("skip_store"):
+        if status is Status.MISS and success and not state.get("skip_store"):
             response.stream = StreamTee(response.headers.get("content-encoding", ""), self.settings.max_response_bytes)
         else:
-            response.stream = True  # not recorded: still forwarded event by event, as mitmproxy would not
+            response.stream = True  # not recorded: still forwarded piece by piece, as mitmproxy would not
 
     def response(self, flow: http.HTTPFlow) -> None:
         state = flow.metadata.get(META)
@@ -347,10 +362,15 @@ class LLMCache:
             if tee is not None:
                 if tee.problem or not tee.finished:
                     return f"skipped: {tee.problem or 'stream did not finish'}"
-                body, is_stream = bytes(tee.body), True
+                body = bytes(tee.body)
             else:
                 body = response.get_content(strict=True) or b""
-                is_stream = answers.is_event_stream(response.headers.get("content-type", ""))
+            wire = answers.wire_of(response.headers.get("content-type", ""), requested=state["wire"])
+            is_stream = wire is not Wire.JSON
+            try:
+                headers, body = answers.stored_form(family, wire, list(response.headers.items(multi=True)), body)
+            except ValueError:
+                return "skipped: stream did not parse"
             problem = answers.storage_problem(family, response.status_code, body, is_stream=is_stream)
             if problem:
                 return f"skipped: {problem}"
@@ -364,7 +384,7 @@ class LLMCache:
             store.put(answers.make_record(
                 key=state["entry"], family=family, target=state["target"], model=state["model"],
                 request_body=request_body, status=response.status_code,
-                headers=list(response.headers.items(multi=True)), body=body, is_stream=is_stream, now=now,
+                headers=headers, body=body, is_stream=is_stream, now=now,
                 expires_at=now + controls.ttl if controls.ttl else None, sample=state["sample"], tags=controls.tags,
             ))
         except Exception as e:

@@ -6,12 +6,21 @@ from typing import NamedTuple
 import orjson
 
 from llm_cache import formats
-from llm_cache.endpoints import Family
+from llm_cache.endpoints import Family, Wire
 from llm_cache.keys import RequestTarget
 from llm_cache.records import Record, storable_headers
 
 SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
 JSON_CONTENT_TYPE = "application/json"
+CONTENT_TYPES = {
+    Wire.JSON: JSON_CONTENT_TYPE,
+    Wire.SSE: SSE_CONTENT_TYPE,
+    Wire.NDJSON: "application/x-ndjson",
+    Wire.JSON_ARRAY: "application/json; charset=UTF-8",
+}
+# Response types that are streams whatever the request said (Ollama's NDJSON among them).
+_STREAM_TYPES = frozenset({"text/event-stream", "application/x-ndjson", "application/jsonl",
+                           "application/vnd.amazon.eventstream"})
 
 
 class Answer(NamedTuple):
@@ -24,33 +33,73 @@ def is_event_stream(content_type: str) -> bool:
     return content_type.split(";", 1)[0].strip().lower() == "text/event-stream"
 
 
-def replay(record: Record, family: Family, *, want_stream: bool, include_usage: bool) -> Answer | None:
+def is_stream_type(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() in _STREAM_TYPES
+
+
+def wire_of(content_type: str, *, requested: Wire) -> Wire:
+    """How an upstream answer is framed: by its type, except Gemini's JSON-array stream, which is
+    typed as plain JSON and known by what the request asked for."""
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if kind == "text/event-stream":
+        return Wire.SSE
+    if kind in _STREAM_TYPES:
+        return Wire.NDJSON
+    return Wire.JSON_ARRAY if requested is Wire.JSON_ARRAY else Wire.JSON
+
+
+def refused_websocket() -> Answer:
+    """426 to a WebSocket upgrade: the Codex CLI then falls back to HTTP + SSE, which is cached."""
+    message = ("llm-cache: WebSocket transport is not cached; use HTTP with streaming "
+               "(set llm_cache_refuse_websocket=false to let the upgrade through uncached)")
+    error = {"error": {"message": message, "type": "upgrade_required", "param": None, "code": "websocket_refused"}}
+    return Answer(426, [("content-type", JSON_CONTENT_TYPE)], orjson.dumps(error))
+
+
+def replay(record: Record, family: Family, *, want: Wire, include_usage: bool) -> Answer | None:
     """The answer to a request from a stored entry, in the wire format the request asked for
-    (stream or JSON), or None when this entry cannot be turned into that format."""
-    headers = list(record.headers)
-    if record.is_stream == want_stream:
-        body = record.body
-    elif not formats.can_convert(family, from_stream=record.is_stream):
-        return None
-    else:
-        content_type = SSE_CONTENT_TYPE if want_stream else JSON_CONTENT_TYPE
-        try:
-            if want_stream:
-                body = formats.json_to_stream(family, record.body, include_usage=include_usage)
-            else:
-                body = formats.stream_to_json(family, record.body)
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return None  # an entry we cannot convert is a miss: the fresh answer replaces it
-        headers = [(n, v) for n, v in headers if n.lower() != "content-type"] + [("content-type", content_type)]
-    return Answer(record.status, headers, body)
+    (JSON, or its stream framing), or None when this entry cannot be turned into that format."""
+    if want is (formats.stored_wire(family) if record.is_stream else Wire.JSON):
+        return Answer(record.status, list(record.headers), record.body)
+    try:
+        if want is Wire.JSON:
+            body = formats.stream_to_json(family, record.body)
+        else:
+            stored = record.body if record.is_stream else formats.json_to_stream(
+                family, record.body, include_usage=include_usage)
+            body = formats.stream_as(family, want, stored)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+        return None  # an entry we cannot convert is a miss: the fresh answer replaces it
+    return Answer(record.status, _typed(record.headers, want), body)
+
+
+def stored_form(family: Family, wire: Wire, headers: list[tuple[str, str]], body: bytes
+                ) -> tuple[list[tuple[str, str]], bytes]:
+    """An upstream answer as it is stored: a stream in its family's stored framing (Gemini's JSON
+    array becomes SSE), typed to match. Raises ValueError when a stream does not parse."""
+    if wire is Wire.JSON:
+        return headers, body
+    stored_wire = formats.stored_wire(family)
+    if stored_wire is wire:
+        return headers, body
+    return _typed(headers, stored_wire), formats.stored_stream(family, wire, body)
+
+
+def _typed(headers: list[tuple[str, str]], wire: Wire) -> list[tuple[str, str]]:
+    return [(n, v) for n, v in headers if n.lower() != "content-type"] + [("content-type", CONTENT_TYPES[wire])]
 
 
 def replay_miss(family: Family, message: str) -> Answer:
     """A replay-only miss, failing loudly: 504 (RFC 9111's answer to only-if-cached) with an error
     body in the provider's own shape, so the SDK shows the message, and `x-should-retry: false` so
     the OpenAI and Anthropic SDKs do not retry it."""
+    error: dict
     if family.provider == "anthropic":
-        error: dict = {"type": "error", "error": {"type": "cache_miss", "message": message}}
+        error = {"type": "error", "error": {"type": "cache_miss", "message": message}}
+    elif family.provider == "gemini":
+        error = {"error": {"code": 504, "message": message, "status": "DEADLINE_EXCEEDED"}}
+    elif family.provider == "ollama":
+        error = {"error": message}
     else:
         error = {"error": {"message": message, "type": "cache_miss", "param": None, "code": "llm_cache_miss"}}
     headers = [("content-type", JSON_CONTENT_TYPE), ("x-should-retry", "false")]

@@ -1,13 +1,14 @@
 """Per-family knowledge of response bodies: what a complete success looks like (JSON or stream), how
-to turn a recorded stream into the JSON the provider would have sent and back, and where usage is."""
+to turn a recorded stream into the JSON the provider would have sent and back, how streams are
+framed in storage and on the wire, and where usage is."""
 
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import orjson
 
-from llm_cache import anthropic_messages, openai_chat, sse
-from llm_cache.endpoints import Family
+from llm_cache import anthropic_messages, gemini, ollama, openai_chat, openai_completions, openai_responses
+from llm_cache.endpoints import Family, Wire
 
 
 class Usage(NamedTuple):
@@ -16,48 +17,73 @@ class Usage(NamedTuple):
 
 
 class _Spec(NamedTuple):
-    json_field: str  # a stored JSON success must carry this top-level field
-    stream_problem: Callable[[bytes], str | None] | None
+    json_problem: Callable[[dict[str, Any]], str | None]  # why a parsed JSON success is not complete
+    stream_problem: Callable[[bytes], str | None] | None  # None: the family never streams
     stream_to_json: Callable[[bytes], dict[str, Any]] | None
     json_to_stream: Callable[[dict[str, Any], bool], bytes] | None
+    stream_wire: Wire = Wire.SSE  # how its streams are stored
 
 
-def _responses_stream_problem(body: bytes) -> str | None:
-    try:
-        types = [data.get("type") for _, data in sse.json_events(body) if isinstance(data, dict)]
-    except ValueError:
-        return "stream has an event that is not JSON"
-    for bad in ("error", "response.failed", "response.incomplete"):
-        if bad in types:
-            return f"stream carries {bad}"
-    if "response.completed" not in types:
-        return "stream ended before response.completed"
-    return None
+def _needs(*fields: str) -> Callable[[dict[str, Any]], str | None]:
+    """A JSON success carries one of these top-level fields and no error."""
+
+    def problem(answer: dict[str, Any]) -> str | None:
+        if not any(field in answer for field in fields):
+            return f"response has no {fields[0]!r}"
+        if answer.get("error"):
+            return "response carries an error"
+        return None
+
+    return problem
 
 
-def _responses_stream_to_json(body: bytes) -> dict[str, Any]:
-    for _, data in sse.json_events(body):
-        if isinstance(data, dict) and data.get("type") == "response.completed":
-            return dict(data["response"])
-    raise ValueError("no response.completed event")
+def _responses_problem(answer: dict[str, Any]) -> str | None:
+    return _needs("output")(answer) or openai_responses.json_problem(answer)
 
 
 _SPECS: dict[Family, _Spec] = {
     Family.OPENAI_CHAT: _Spec(
-        "choices",
+        _needs("choices"),
         openai_chat.stream_problem,
         openai_chat.assemble,
         lambda body, include_usage: openai_chat.synthesise(body, include_usage=include_usage),
     ),
+    Family.OPENAI_COMPLETIONS: _Spec(
+        _needs("choices"),
+        openai_chat.stream_problem,
+        openai_completions.assemble,
+        lambda body, include_usage: openai_completions.synthesise(body, include_usage=include_usage),
+    ),
+    Family.OPENAI_RESPONSES: _Spec(
+        _responses_problem,
+        openai_responses.stream_problem,
+        openai_responses.assemble,
+        lambda body, _include_usage: openai_responses.synthesise(body),
+    ),
+    Family.OPENAI_EMBEDDINGS: _Spec(_needs("data"), None, None, None),
     Family.ANTHROPIC_MESSAGES: _Spec(
-        "content",
+        _needs("content"),
         anthropic_messages.stream_problem,
         anthropic_messages.assemble,
         lambda body, _include_usage: anthropic_messages.synthesise(body),
     ),
-    Family.OPENAI_RESPONSES: _Spec("output", _responses_stream_problem, _responses_stream_to_json, None),
-    Family.OPENAI_COMPLETIONS: _Spec("choices", openai_chat.stream_problem, None, None),
-    Family.OPENAI_EMBEDDINGS: _Spec("data", None, None, None),
+    Family.GEMINI_GENERATE: _Spec(
+        gemini.json_problem,
+        gemini.stream_problem,
+        gemini.assemble,
+        lambda body, _include_usage: gemini.synthesise(body),
+    ),
+    Family.GEMINI_EMBED: _Spec(_needs("embedding", "embeddings"), None, None, None),
+    Family.OLLAMA_CHAT: _Spec(
+        lambda answer: ollama.json_problem(answer, "message"),
+        ollama.stream_problem, ollama.assemble, lambda body, _include_usage: ollama.synthesise(body), Wire.NDJSON,
+    ),
+    Family.OLLAMA_GENERATE: _Spec(
+        lambda answer: ollama.json_problem(answer, "response"),
+        ollama.stream_problem, ollama.assemble, lambda body, _include_usage: ollama.synthesise(body), Wire.NDJSON,
+    ),
+    Family.OLLAMA_EMBED: _Spec(_needs("embeddings", "embedding"), None, None, None),
+    Family.BEDROCK: _Spec(lambda _answer: "Bedrock calls are not cached", None, None, None),
 }
 
 
@@ -67,19 +93,37 @@ def json_problem(family: Family, body: bytes) -> str | None:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
         return "response is not JSON"
-    if not isinstance(parsed, dict) or _SPECS[family].json_field not in parsed:
-        return f"response has no {_SPECS[family].json_field!r}"
-    if parsed.get("error"):
-        return "response carries an error"
-    return None
+    if not isinstance(parsed, dict):
+        return "response is not a JSON object"
+    return _SPECS[family].json_problem(parsed)
 
 
 def stream_problem(family: Family, body: bytes) -> str | None:
-    """Why a recorded stream must not be stored, or None when it reached its terminal event."""
+    """Why a stored-form stream must not be stored, or None when it reached its terminal event."""
     check = _SPECS[family].stream_problem
     if check is None:
         return f"{family} does not stream"
     return check(body)
+
+
+def stored_wire(family: Family) -> Wire:
+    """How this family's recorded streams are framed in storage."""
+    return _SPECS[family].stream_wire
+
+
+def stored_stream(family: Family, wire: Wire, body: bytes) -> bytes:
+    """A recorded stream in the framing it is stored in (Gemini's JSON array becomes SSE);
+    raises ValueError when it does not parse as that framing."""
+    if wire is Wire.JSON_ARRAY and family is Family.GEMINI_GENERATE:
+        return gemini.array_to_sse(body)
+    return body
+
+
+def stream_as(family: Family, wire: Wire, stored: bytes) -> bytes:
+    """A stored stream in the framing a request asked for."""
+    if wire is Wire.JSON_ARRAY and family is Family.GEMINI_GENERATE:
+        return gemini.sse_to_array(stored)
+    return stored
 
 
 def can_convert(family: Family, *, from_stream: bool) -> bool:
@@ -96,7 +140,8 @@ def stream_to_json(family: Family, body: bytes) -> bytes:
 
 
 def json_to_stream(family: Family, body: bytes, *, include_usage: bool) -> bytes:
-    """An SSE body for a streaming request, synthesised from a recorded JSON response."""
+    """A stream (in the family's stored framing) for a streaming request, synthesised from a
+    recorded JSON response."""
     convert = _SPECS[family].json_to_stream
     if convert is None:
         raise ValueError(f"cannot synthesise a {family} stream")
@@ -114,7 +159,16 @@ def usage_of(family: Family, body: bytes, *, is_stream: bool) -> Usage:
             parsed = orjson.loads(body)
     except (ValueError, KeyError, TypeError):
         return Usage(None, None)
-    usage = parsed.get("usage") if isinstance(parsed, dict) else None
+    if not isinstance(parsed, dict):
+        return Usage(None, None)
+    if isinstance(parsed.get("response"), dict):  # Gemini CLI's envelope
+        parsed = parsed["response"]
+    if isinstance(parsed.get("usageMetadata"), dict):  # Gemini
+        usage = parsed["usageMetadata"]
+        return Usage(usage.get("promptTokenCount"), usage.get("candidatesTokenCount"))
+    if "eval_count" in parsed or "prompt_eval_count" in parsed:  # Ollama
+        return Usage(parsed.get("prompt_eval_count"), parsed.get("eval_count"))
+    usage = parsed.get("usage")
     if not isinstance(usage, dict):
         return Usage(None, None)
     return Usage(

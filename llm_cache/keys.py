@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from llm_cache.endpoints import Family, has_expected_shape
+from llm_cache.endpoints import Route, has_expected_shape, model_of, streams
 from llm_cache.normalise import DEFAULT_RULES, KeyRules, canonical_form, is_control_field
 
 # Bump when anything below changes what a key means; tests/unit/test_keys.py pins a golden key.
@@ -28,6 +28,8 @@ KEY_SCHEME = "llm-cache/1"
 KEYED_HEADERS = ("anthropic-beta", "anthropic-version", "openai-beta")
 
 CREDENTIAL_QUERY_PARAMS = frozenset({"key", "api_key", "api-key", "access_token"})
+
+_GEMINI_STREAM = ":streamGenerateContent"
 
 
 class RequestTarget(NamedTuple):
@@ -117,9 +119,9 @@ def canonical_json(value: Any) -> bytes:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def body_facts(family: Family, body: Any, rules: KeyRules = DEFAULT_RULES) -> BodyFacts | None:
+def body_facts(route: Route, body: Any, rules: KeyRules = DEFAULT_RULES) -> BodyFacts | None:
     """Key-relevant facts of a parsed body, or None when it is not the call its path suggests."""
-    if not has_expected_shape(family, body):
+    if not has_expected_shape(route, body):
         return None
     stream_options = body.get("stream_options")
     controls = [name for name, value in body.items() if is_control_field(name, value)]
@@ -130,8 +132,8 @@ def body_facts(family: Family, body: Any, rules: KeyRules = DEFAULT_RULES) -> Bo
         bypass = '"cache_control": {"enabled": false}'
     return BodyFacts(
         digest=hashlib.sha256(canonical_body(body, rules)).hexdigest(),
-        model=body["model"],
-        stream=body.get("stream") is True,
+        model=model_of(route, body),
+        stream=streams(route, body),
         include_usage=isinstance(stream_options, dict) and stream_options.get("include_usage") is True,
         deterministic=body.get("temperature") == 0 or body.get("seed") is not None,
         bypass=bypass,
@@ -148,8 +150,12 @@ def without_controls(raw: bytes) -> bytes:
 
 def cache_key(target: RequestTarget, body_digest: str, partition: str = "") -> str:
     """`partition` keeps entries of one namespace or credential apart; "" is the shared cache."""
-    parts: list[Any] = [KEY_SCHEME, target.method, target.scheme, target.host, target.port, target.path,
-                        target.query, target.headers]
+    path, query = target.path, target.query
+    if path.endswith(_GEMINI_STREAM):  # Gemini says "stream" in the path: a JSON call and a stream share a key
+        path = path[: -len(_GEMINI_STREAM)] + ":generateContent"
+        query = tuple((k, v) for k, v in query if k != "alt")
+    parts: list[Any] = [KEY_SCHEME, target.method, target.scheme, target.host, target.port, path,
+                        query, target.headers]
     if partition:
         parts.append(partition)
     return hashlib.sha256(orjson.dumps(parts) + b"\n" + body_digest.encode()).hexdigest()
@@ -162,17 +168,17 @@ class BodyMemo:
     def __init__(self, size: int = 4096, rules: KeyRules = DEFAULT_RULES) -> None:
         self._size = size
         self.rules = rules
-        self._facts: OrderedDict[tuple[Family, bytes], BodyFacts | None] = OrderedDict()
+        self._facts: OrderedDict[tuple[Route, bytes], BodyFacts | None] = OrderedDict()
 
-    def facts(self, family: Family, raw: bytes) -> BodyFacts | None:
+    def facts(self, route: Route, raw: bytes) -> BodyFacts | None:
         """Facts of a raw (decoded) body; raises ValueError when it is not JSON."""
-        memo_key = (family, hashlib.sha256(raw).digest())
+        memo_key = (route, hashlib.sha256(raw).digest())
         try:
             self._facts.move_to_end(memo_key)
             return self._facts[memo_key]
         except KeyError:
             pass
-        facts = body_facts(family, parse_json(raw), self.rules)
+        facts = body_facts(route, parse_json(raw), self.rules)
         self._facts[memo_key] = facts
         if len(self._facts) > self._size:
             self._facts.popitem(last=False)

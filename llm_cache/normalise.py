@@ -10,13 +10,16 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-# Body fields that say how the answer is delivered; a JSON request and a stream share a key.
-TRANSPORT_FIELDS = frozenset({"stream", "stream_options"})
+# Body fields that say how the answer is delivered (or, for Ollama's keep_alive, how long the model
+# stays loaded afterwards); a JSON request and a stream share a key.
+TRANSPORT_FIELDS = frozenset({"stream", "stream_options", "keep_alive"})
 
-# Who asks and how the provider bills or retains it, not what is asked.
+# Who asks and how the provider bills or retains it, not what is asked. The Gemini CLI numbers each
+# prompt (user_prompt_id) and session (request.session_id).
 DEFAULT_IGNORED_FIELDS: tuple[tuple[str, ...], ...] = tuple(
-    (name,) for name in ("metadata", "user", "prompt_cache_key", "safety_identifier", "store", "service_tier")
-)
+    (name,) for name in ("metadata", "user", "prompt_cache_key", "safety_identifier", "store", "service_tier",
+                         "user_prompt_id")
+) + (("request", "session_id"),)
 
 # Keys whose string value is always a tool-call id, and id prefixes the providers generate.
 _CALL_ID_KEYS = frozenset({"tool_call_id", "tool_use_id", "call_id"})

@@ -1,5 +1,5 @@
-"""OpenAI chat/completions streams (also every OpenAI-compatible host): completeness, assembly of a
-`chat.completion` from chunks, and synthesis of chunks from a `chat.completion`."""
+"""OpenAI chat/completions streams (also every OpenAI-compatible host, and Mistral-style FIM):
+completeness, assembly of a `chat.completion` from chunks, and synthesis of chunks from one."""
 
 from typing import Any
 
@@ -9,16 +9,28 @@ DONE = "[DONE]"
 
 
 def stream_problem(body: bytes) -> str | None:
-    """Why a recorded `[DONE]`-terminated stream must not be stored, or None when it is complete."""
+    """Why a recorded chunk stream (chat or legacy completions) must not be stored, or None when it is
+    complete: it ends in `[DONE]` or, for the OpenAI-compatible servers that never send `[DONE]`,
+    every choice it opened reached a finish_reason before the body ended cleanly."""
     try:
         events = [data for _, data in sse.json_events(body, done_marker=DONE)]
     except ValueError:
         return "stream has an event that is not JSON"
-    if not events or events[-1] != DONE:
-        return "stream ended before [DONE]"
-    if any(isinstance(data, dict) and data.get("error") for data in events):
-        return "stream carries an error event"
-    return None
+    chunks = [data for data in events if isinstance(data, dict)]
+    finished: dict[int, bool] = {}
+    for chunk in chunks:
+        if chunk.get("error"):  # OpenRouter and others report a failure mid-stream, still with HTTP 200
+            return "stream carries an error event"
+        for choice in chunk.get("choices") or ():
+            if choice.get("finish_reason") == "error":
+                return "stream carries an error event"
+            index = choice.get("index", 0)
+            finished[index] = finished.get(index, False) or choice.get("finish_reason") is not None
+    if events and events[-1] == DONE:
+        return None
+    if finished and all(finished.values()):
+        return None
+    return "stream ended before [DONE]"
 
 
 def assemble(body: bytes) -> dict[str, Any]:

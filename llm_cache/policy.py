@@ -73,6 +73,7 @@ class Settings:
     samples: int = 1
     scope: Scope = Scope.GLOBAL
     compat_headers: bool = False
+    refuse_websocket: bool = True  # Codex CLI: answer its WebSocket upgrade with 426 so it falls back to SSE
     key_rules: KeyRules = field(default_factory=KeyRules)
 
     def refuses(self, host: str, model: str, family: str) -> str | None:
@@ -146,6 +147,7 @@ def settings_from(options: Mapping[str, Any]) -> Settings:
         samples=samples,
         scope=parse_enum(Scope, "llm_cache_scope", options["scope"]),
         compat_headers=options["compat_headers"],
+        refuse_websocket=options["refuse_websocket"],
         key_rules=KeyRules(
             ignored=ignored,
             normalisers=parse_patterns("llm_cache_normalise", options["normalise"]),

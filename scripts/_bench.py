@@ -31,7 +31,7 @@ import orjson  # noqa: E402
 
 import cache_models  # noqa: E402
 from llm_cache import keys, openai_chat  # noqa: E402
-from llm_cache.endpoints import Family  # noqa: E402
+from llm_cache.endpoints import Family, Route  # noqa: E402
 from tests.support.procs import BIN, clean_env, stop_pid  # noqa: E402
 
 COMPLETION = {
@@ -124,7 +124,7 @@ def chat_body(kb: int, prompt: str, stream: bool = False) -> bytes:
 
 
 def key_for(scheme: str, port: int, body: bytes) -> str:
-    facts = keys.body_facts(Family.OPENAI_CHAT, keys.parse_json(body))
+    facts = keys.body_facts(Route(Family.OPENAI_CHAT), keys.parse_json(body))
     assert facts is not None
     target = keys.make_target("POST", scheme, "api.openai.com", port, "/v1/chat/completions", (), ())
     return keys.cache_key(target, facts.digest)

@@ -14,6 +14,7 @@ from mitmproxy.test import taddons, tflow, tutils
 
 import addon as llm_addon
 from llm_cache import anthropic_messages, openai_chat
+from llm_cache.records import unpack_request
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
 COMPLETION = {"id": "c1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
@@ -195,7 +196,7 @@ def test_a_compressed_stream_is_stored_decoded(cache):
     "body, finish, reason",
     [
         (openai_chat.synthesise(COMPLETION, include_usage=False), False, "skipped: stream did not finish"),
-        (openai_chat.synthesise(COMPLETION, include_usage=False).replace(b"data: [DONE]\n\n", b""), True,
+        (openai_chat.synthesise(COMPLETION, include_usage=False).split(b"\n\n")[0] + b"\n\n", True,
          "skipped: stream ended before [DONE]"),
         (b'data: {"error": {"message": "overloaded"}}\n\ndata: [DONE]\n\n', True,
          "skipped: stream carries an error event"),
@@ -359,3 +360,74 @@ def test_replay_mode_answers_a_miss_with_a_504_naming_the_closest_entry(cache):
         assert "differs at: temperature." in orjson.loads(miss.response.content)["error"]["message"]
         cache.response(miss)
         assert stored(cache) == 1
+
+
+# -- other protocols -------------------------------------------------------------------------------
+
+GEMINI_BODY = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
+GEMINI_CHUNKS = [{"candidates": [{"content": {"role": "model", "parts": [{"text": t}]}, "index": 0, **f}]}
+                 for t, f in (("Hel", {}), ("lo", {"finishReason": "STOP"}))]
+
+
+def test_a_gemini_json_array_stream_is_teed_stored_as_sse_and_answers_every_framing(cache):
+    base = "/v1beta/models/gemini-2.5-flash"
+    miss = send(cache, llm_flow(GEMINI_BODY, path=f"{base}:streamGenerateContent?key=AIzaSECRET",
+                                host="generativelanguage.googleapis.com"))
+    pieces = [b"[" + orjson.dumps(GEMINI_CHUNKS[0]), b",\r\n" + orjson.dumps(GEMINI_CHUNKS[1]), b"]"]
+    upstream(cache, miss, content_type="application/json; charset=UTF-8", chunks=pieces)
+    assert miss.metadata["llm_cache"]["store"] == "stored" and stored(cache) == 1
+    sse_hit = send(cache, llm_flow(GEMINI_BODY, path=f"{base}:streamGenerateContent?alt=sse",
+                                   host="generativelanguage.googleapis.com"))
+    assert sse_hit.response.headers["X-LLM-Cache"] == "HIT"
+    assert sse_hit.response.headers["content-type"].startswith("text/event-stream")
+    assert sse_hit.response.content.count(b"data: ") == 2
+    json_hit = send(cache, llm_flow(GEMINI_BODY, path=f"{base}:generateContent",
+                                    host="generativelanguage.googleapis.com"))
+    assert orjson.loads(json_hit.response.content)["candidates"][0]["content"]["parts"] == [{"text": "Hello"}]
+    array_hit = send(cache, llm_flow(GEMINI_BODY, path=f"{base}:streamGenerateContent",
+                                     host="generativelanguage.googleapis.com"))
+    assert orjson.loads(array_hit.response.content) == GEMINI_CHUNKS
+    (_, _, packed), = cache.store.recent_requests("gemini.generate", "generativelanguage.googleapis.com")
+    assert unpack_request(packed)["url"].endswith(":streamGenerateContent")  # ?key= is never stored
+
+
+def test_a_cut_gemini_json_array_is_not_stored(cache):
+    miss = send(cache, llm_flow(GEMINI_BODY, path="/v1beta/models/g:streamGenerateContent",
+                                host="generativelanguage.googleapis.com"))
+    upstream(cache, miss, content_type="application/json", chunks=[b"[" + orjson.dumps(GEMINI_CHUNKS[0])])
+    assert miss.metadata["llm_cache"]["store"] == "skipped: stream did not parse"
+
+
+def test_an_ollama_request_without_stream_is_a_stream_recorded_as_ndjson(cache):
+    body = {"model": "llama3.2", "messages": [{"role": "user", "content": "Hi"}]}
+    lines = [b'{"model":"llama3.2","message":{"role":"assistant","content":"Hi"},"done":false}\n',
+             b'{"model":"llama3.2","message":{"role":"assistant","content":""},"done":true,"eval_count":1}\n']
+    miss = send(cache, llm_flow(body, path="/api/chat", host="localhost"))
+    assert miss.metadata["llm_cache"]["wire"] == "ndjson"
+    upstream(cache, miss, content_type="application/x-ndjson", chunks=lines)
+    assert miss.metadata["llm_cache"]["store"] == "stored"
+    hit = send(cache, llm_flow({**body, "stream": False}, path="/api/chat", host="localhost"))
+    assert orjson.loads(hit.response.content)["message"]["content"] == "Hi"
+
+
+@pytest.mark.parametrize("refuse", [True, False])
+def test_the_codex_websocket_upgrade_is_refused_with_426_unless_turned_off(cache, refuse):
+    with taddons.context(cache) as tctx:
+        tctx.configure(cache, llm_cache_refuse_websocket=refuse)
+        flow = llm_flow(b"", path="/backend-api/codex/responses", host="chatgpt.com", method=b"GET",
+                        extra_headers=[(b"upgrade", b"websocket"), (b"connection", b"Upgrade")])
+        cache.requestheaders(flow)
+        if refuse:
+            assert flow.response.status_code == 426 and flow.response.headers["X-LLM-Cache"] == "BYPASS"
+            assert orjson.loads(flow.response.content)["error"]["code"] == "websocket_refused"
+        else:
+            assert flow.response is None and "llm_cache" not in flow.metadata
+
+
+def test_bedrock_is_recognised_and_bypassed_without_reading_the_body(cache):
+    flow = send(cache, llm_flow({"messages": []}, path="/model/anthropic.claude-v2:1/invoke-with-response-stream",
+                                host="bedrock-runtime.us-east-1.amazonaws.com"))
+    assert flow.response is None and flow.metadata["llm_cache"]["status"] == "BYPASS"
+    upstream(cache, flow, content_type="application/vnd.amazon.eventstream", body=b"\x00\x00")
+    assert flow.response.headers["X-LLM-Cache"] == "BYPASS" and "Bedrock" in flow.response.headers["X-LLM-Cache-Reason"]
+    assert flow.response.stream is True  # binary event stream: forwarded as it comes, never teed

@@ -13,6 +13,13 @@ The model name picks a behaviour:
     fake-gzip           gzip-compressed answers (streams compressed chunk by chunk)
     fake-tools          the answer is a tool call
     fake-slow           a stream whose events are 300 ms apart
+    fake-reasoning      (Responses) a reasoning summary before the text
+    fake-openrouter     (chat) SSE comment lines inside the stream, as OpenRouter sends
+    fake-midstream-error (chat) OpenRouter's error chunk with finish_reason "error"
+    fake-azure          (chat) Azure's leading prompt_filter_results chunk
+    fake-no-done        (chat) a complete stream without the final [DONE]
+
+Gemini, Ollama and Bedrock paths are answered by fake_protocols.py.
 
 GET /__calls -> {"total": N, "paths": {...}}; POST /__reset zeroes the counters.
 GET /__last -> the last POST as received: {"path", "headers", "body"}.
@@ -28,6 +35,9 @@ import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import fake_protocols  # this file runs as a script: its folder is on sys.path
+from fake_protocols import pieces
 
 _lock = threading.Lock()
 _calls: dict[str, Any] = {"total": 0, "paths": {}}
@@ -94,8 +104,14 @@ class Handler(BaseHTTPRequestHandler):
         self.gzip = model == "fake-gzip" and "gzip" in self.headers.get("accept-encoding", "")
         if model == "fake-500":
             return self._json(500, {"error": {"message": "upstream exploded", "type": "server_error"}})
-        path = self.path.split("?")[0]
+        path, _, query = self.path.partition("?")
         text = f"call #{n}: {_last_text(body)}"
+        if ":" in path or path.endswith(("/api/chat", "/api/generate", "/api/embed", "/api/embeddings")) \
+                or "/model/" in path:
+            answer = fake_protocols.answer(path, query, body, text, n)
+            if isinstance(answer, fake_protocols.Stream):
+                return self._stream(answer.model, answer.pieces, answer.content_type)
+            return self._json(*answer)
         if path.endswith("/v1/messages"):
             self._anthropic(body, text, n)
         elif path.endswith("/chat/completions"):
@@ -126,10 +142,11 @@ class Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, obj: Any) -> None:
         self._send(status, json.dumps(obj).encode(), "application/json")
 
-    def _stream(self, model: str, events: list[bytes]) -> None:
-        """Send SSE events in a chunked body, honouring the model's failure behaviour."""
+    def _stream(self, model: str, events: list[bytes], content_type: str = "text/event-stream; charset=utf-8") -> None:
+        """Send stream pieces (SSE events, NDJSON lines, …) in a chunked body, honouring the model's
+        failure behaviour."""
         self.send_response(200)
-        self.send_header("content-type", "text/event-stream; charset=utf-8")
+        self.send_header("content-type", content_type)
         self.send_header("cache-control", "no-cache")
         compressor = None
         if self.gzip:
@@ -165,7 +182,7 @@ class Handler(BaseHTTPRequestHandler):
     # -- OpenAI chat --------------------------------------------------------------------------
 
     def _chat(self, body: dict, text: str, n: int) -> None:
-        model = body["model"]
+        model = body.get("model") or "azure-deployment"  # Azure deployments may leave it to the path
         tools = model == "fake-tools"
         usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
         args = json.dumps({"city": "Paris", "n": n})
@@ -192,23 +209,42 @@ class Handler(BaseHTTPRequestHandler):
             events += [chunk({"tool_calls": [{"index": 0, "function": {"arguments": args[i:i + 8]}}]})
                        for i in range(0, len(args), 8)]
         else:
-            events += [chunk({"content": word}) for word in _pieces(text)]
+            events += [chunk({"content": word}) for word in pieces(text)]
         if model == "fake-error-event":
             events.append(b"data: " + json.dumps({"error": {"message": "provider overloaded"}}).encode() + b"\n\n")
+        if model == "fake-midstream-error":  # OpenRouter: an error chunk with finish_reason "error", then the end
+            error = {**base, "error": {"code": 502, "message": "Provider disconnected"},
+                     "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}]}
+            events += [b"data: " + json.dumps(error).encode() + b"\n\n", b"data: [DONE]\n\n"]
+            return self._stream(model, events)
+        if model == "fake-openrouter":  # OpenRouter keeps the connection alive with SSE comments
+            events = [b": OPENROUTER PROCESSING\n\n"] + events[:2] + [b": OPENROUTER PROCESSING\n\n"] + events[2:]
+        if model == "fake-azure":  # Azure OpenAI opens with a prompt_filter_results chunk without choices
+            filters = {"choices": [], "created": 0, "id": "", "model": "", "object": "",
+                       "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]}
+            events.insert(0, b"data: " + json.dumps(filters).encode() + b"\n\n")
         events.append(chunk({}, "tool_calls" if tools else "stop"))
         if (body.get("stream_options") or {}).get("include_usage"):
             events.append(b"data: " + json.dumps({**base, "choices": [], "usage": usage}).encode() + b"\n\n")
-        events.append(b"data: [DONE]\n\n")
+        if model != "fake-no-done":  # some OpenAI-compatible servers never send [DONE]
+            events.append(b"data: [DONE]\n\n")
         self._stream(model, events)
 
     # -- OpenAI responses and legacy completions ----------------------------------------------
 
     def _responses(self, body: dict, text: str, n: int) -> None:
+        """Text; fake-tools: a function call; fake-reasoning: a reasoning summary, then text;
+        fake-error-event: the stream ends in response.failed."""
         model = body["model"]
         message = {"id": f"msg_{n}", "type": "message", "role": "assistant", "status": "completed",
                    "content": [{"type": "output_text", "text": text, "annotations": []}]}
+        call = {"id": f"fc_{n}", "type": "function_call", "status": "completed", "call_id": f"call_{n}",
+                "name": "get_weather", "arguments": json.dumps({"city": "Paris", "n": n})}
+        reasoning = {"id": f"rs_{n}", "type": "reasoning", "summary": [{"type": "summary_text", "text": "Think."}]}
+        outputs: dict[str, list[dict[str, Any]]] = {"fake-tools": [call], "fake-reasoning": [reasoning, message]}
+        output = outputs.get(model, [message])
         response = {"id": f"resp_{n}", "object": "response", "created_at": 1700000000 + n, "model": model,
-                    "status": "completed", "output": [message], "parallel_tool_calls": True, "tool_choice": "auto",
+                    "status": "completed", "output": output, "parallel_tool_calls": True, "tool_choice": "auto",
                     "tools": [], "usage": {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12,
                                            "input_tokens_details": {"cached_tokens": 0},
                                            "output_tokens_details": {"reasoning_tokens": 0}}}
@@ -221,18 +257,33 @@ class Handler(BaseHTTPRequestHandler):
             return f"event: {name}\ndata: {json.dumps(payload)}\n\n".encode()
 
         started = {**response, "status": "in_progress", "output": [], "usage": None}
-        item = {**message, "status": "in_progress", "content": []}
-        part = {"type": "output_text", "text": "", "annotations": []}
-        events = [event("response.created", {"response": started}),
-                  event("response.output_item.added", {"output_index": 0, "item": item}),
-                  event("response.content_part.added", {"item_id": message["id"], "output_index": 0,
-                                                        "content_index": 0, "part": part})]
-        events += [event("response.output_text.delta", {"item_id": message["id"], "output_index": 0,
-                                                        "content_index": 0, "delta": w}) for w in _pieces(text)]
-        events += [event("response.output_text.done", {"item_id": message["id"], "output_index": 0,
-                                                       "content_index": 0, "text": text}),
-                   event("response.output_item.done", {"output_index": 0, "item": message}),
-                   event("response.completed", {"response": response})]
+        events = [event("response.created", {"response": started})]
+        for index, item in enumerate(output):
+            at = {"item_id": item["id"], "output_index": index}
+            if item is message:
+                part = {"type": "output_text", "text": "", "annotations": []}
+                events += [event("response.output_item.added", {"output_index": index,
+                                                                "item": {**message, "status": "in_progress",
+                                                                         "content": []}}),
+                           event("response.content_part.added", {**at, "content_index": 0, "part": part})]
+                events += [event("response.output_text.delta", {**at, "content_index": 0, "delta": w})
+                           for w in pieces(text)]
+                events.append(event("response.output_text.done", {**at, "content_index": 0, "text": text}))
+            elif item is call:
+                events += [event("response.output_item.added", {"output_index": index,
+                                                                "item": {**call, "arguments": ""}}),
+                           event("response.function_call_arguments.delta", {**at, "delta": call["arguments"]})]
+            else:
+                events += [event("response.output_item.added", {"output_index": index,
+                                                                "item": {**item, "summary": []}}),
+                           event("response.reasoning_summary_text.delta", {**at, "summary_index": 0,
+                                                                           "delta": "Think."})]
+            events.append(event("response.output_item.done", {"output_index": index, "item": item}))
+        if model == "fake-error-event":
+            events.append(event("response.failed", {"response": {**response, "status": "failed",
+                                                                 "error": {"code": "server_error"}}}))
+        else:
+            events.append(event("response.completed", {"response": response}))
         self._stream(model, events)
 
     def _completions(self, body: dict, text: str, n: int) -> None:
@@ -244,7 +295,7 @@ class Handler(BaseHTTPRequestHandler):
                                     "usage": {"prompt_tokens": 2, "completion_tokens": 5, "total_tokens": 7}})
         events = [b"data: " + json.dumps({**base, "choices": [{"text": w, "index": 0, "logprobs": None,
                                                                "finish_reason": None}]}).encode() + b"\n\n"
-                  for w in _pieces(text)]
+                  for w in pieces(text)]
         events.append(b"data: " + json.dumps({**base, "choices": [{"text": "", "index": 0, "logprobs": None,
                                                                    "finish_reason": "stop"}]}).encode() + b"\n\n")
         events.append(b"data: [DONE]\n\n")
@@ -271,7 +322,7 @@ class Handler(BaseHTTPRequestHandler):
                   event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
                   event("ping", {})]
         events += [event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": w}})
-                   for w in _pieces(text)]
+                   for w in pieces(text)]
         events.append(event("content_block_stop", {"index": 0}))
         if tools:
             raw = json.dumps(tool["input"])
@@ -285,11 +336,6 @@ class Handler(BaseHTTPRequestHandler):
                                               "usage": {"output_tokens": 9}}))
         events.append(event("message_stop", {}))
         self._stream(model, events)
-
-
-def _pieces(text: str) -> list[str]:
-    words = text.split(" ")
-    return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
 
 
 def main() -> None:

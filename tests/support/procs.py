@@ -26,7 +26,9 @@ class Certs:
     """A throwaway CA (trustme) and a server certificate for the hosts the fake upstream plays."""
 
     HOSTS = ("localhost", "127.0.0.1", "api.openai.com", "api.anthropic.com", "openrouter.ai", "api.groq.com",
-             "llm.example.test")
+             "llm.example.test", "generativelanguage.googleapis.com", "us-central1-aiplatform.googleapis.com",
+             "cloudcode-pa.googleapis.com", "example-resource.openai.azure.com", "chatgpt.com",
+             "bedrock-runtime.us-east-1.amazonaws.com")
 
     def __init__(self, folder: Path) -> None:
         ca = trustme.CA()
@@ -159,7 +161,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     """The environment without proxy settings, CA overrides or base URLs a test did not choose."""
     drop = {"NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
             "all_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
-            "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL"}
+            "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "GOOGLE_GEMINI_BASE_URL", "OLLAMA_HOST"}
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(extra)
     return env

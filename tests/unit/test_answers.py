@@ -2,7 +2,7 @@ import orjson
 import pytest
 
 from llm_cache import answers, anthropic_messages, keys, openai_chat, sse
-from llm_cache.endpoints import Family
+from llm_cache.endpoints import Family, Wire
 from llm_cache.records import Record, storable_headers
 
 COMPLETION = {"id": "c1", "object": "chat.completion", "created": 1, "model": "m",
@@ -21,7 +21,7 @@ STREAM_RECORD = record(openai_chat.synthesise(COMPLETION, include_usage=True), T
 
 
 def test_same_format_replays_the_stored_body_and_headers():
-    answer = answers.replay(JSON_RECORD, Family.OPENAI_CHAT, want_stream=False, include_usage=False)
+    answer = answers.replay(JSON_RECORD, Family.OPENAI_CHAT, want=Wire.JSON, include_usage=False)
     assert answer is not None
     assert answer.body == JSON_RECORD.body and answer.status == 200
     assert dict(answer.headers)["x-request-id"] == "r"
@@ -39,14 +39,14 @@ def test_a_replay_miss_is_a_504_in_the_providers_error_shape_that_sdks_do_not_re
 
 
 def test_json_entry_answers_a_stream_request():
-    answer = answers.replay(JSON_RECORD, Family.OPENAI_CHAT, want_stream=True, include_usage=True)
+    answer = answers.replay(JSON_RECORD, Family.OPENAI_CHAT, want=Wire.SSE, include_usage=True)
     assert answer is not None
     assert dict(answer.headers)["content-type"].startswith("text/event-stream")
     assert openai_chat.assemble(answer.body) == COMPLETION
 
 
 def test_stream_entry_answers_a_json_request():
-    answer = answers.replay(STREAM_RECORD, Family.OPENAI_CHAT, want_stream=False, include_usage=False)
+    answer = answers.replay(STREAM_RECORD, Family.OPENAI_CHAT, want=Wire.JSON, include_usage=False)
     assert answer is not None
     assert dict(answer.headers)["content-type"] == "application/json"
     assert orjson.loads(answer.body) == COMPLETION
@@ -57,10 +57,10 @@ def test_anthropic_cross_serving_both_ways():
                "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 2},
                "content": [{"type": "text", "text": "yo"}]}
     as_stream = answers.replay(record(orjson.dumps(message), False, "application/json"), Family.ANTHROPIC_MESSAGES,
-                               want_stream=True, include_usage=False)
+                               want=Wire.SSE, include_usage=False)
     assert as_stream is not None and anthropic_messages.assemble(as_stream.body) == message
     as_json = answers.replay(record(anthropic_messages.synthesise(message), True, "text/event-stream"),
-                             Family.ANTHROPIC_MESSAGES, want_stream=False, include_usage=False)
+                             Family.ANTHROPIC_MESSAGES, want=Wire.JSON, include_usage=False)
     assert as_json is not None and orjson.loads(as_json.body) == message
 
 
@@ -68,12 +68,14 @@ def test_a_malformed_stored_stream_is_no_answer():
     delta = {"type": "content_block_delta", "index": 3, "delta": {"type": "text_delta", "text": "x"}}
     orphan_delta = sse.encode([("content_block_delta", delta), ("message_stop", {"type": "message_stop"})])
     broken = record(orphan_delta, True, "text/event-stream")
-    assert answers.replay(broken, Family.ANTHROPIC_MESSAGES, want_stream=False, include_usage=False) is None
+    assert answers.replay(broken, Family.ANTHROPIC_MESSAGES, want=Wire.JSON, include_usage=False) is None
 
 
 def test_an_entry_that_cannot_be_converted_is_no_answer():
-    responses_json = record(b'{"output": []}', False, "application/json")
-    assert answers.replay(responses_json, Family.OPENAI_RESPONSES, want_stream=True, include_usage=False) is None
+    embeddings = record(b'{"data": []}', False, "application/json")
+    assert answers.replay(embeddings, Family.OPENAI_EMBEDDINGS, want=Wire.SSE, include_usage=False) is None
+    truncated_ollama = record(b'{"message": {"content": "a"}, "done": fa', True, "application/x-ndjson")
+    assert answers.replay(truncated_ollama, Family.OLLAMA_CHAT, want=Wire.JSON, include_usage=False) is None
 
 
 @pytest.mark.parametrize(
@@ -84,7 +86,9 @@ def test_an_entry_that_cannot_be_converted_is_no_answer():
         (500, orjson.dumps(COMPLETION), False, "upstream status 500"),
         (429, b'{"error": {}}', False, "upstream status 429"),
         (200, STREAM_RECORD.body, True, None),
-        (200, STREAM_RECORD.body.replace(b"data: [DONE]\n\n", b""), True, "stream ended before [DONE]"),
+        # Some OpenAI-compatible servers never send [DONE]: every choice finished, so it is whole.
+        (200, STREAM_RECORD.body.replace(b"data: [DONE]\n\n", b""), True, None),
+        (200, STREAM_RECORD.body.split(b"\n\n")[0] + b"\n\n", True, "stream ended before [DONE]"),
         (200, STREAM_RECORD.body[:-20], True, "stream has an event that is not JSON"),
     ],
 )

@@ -1,6 +1,6 @@
 import pytest
 
-from llm_cache.endpoints import Family, family_for, has_expected_shape
+from llm_cache.endpoints import Family, Route, has_expected_shape, route_for
 
 
 @pytest.mark.parametrize(
@@ -26,7 +26,7 @@ from llm_cache.endpoints import Family, family_for, has_expected_shape
     ],
 )
 def test_family_by_method_and_path(method, path, family):
-    assert family_for(method, path, "application/json") == family
+    assert (route_for(method, path, "application/json") or Route(None)).family == family
 
 
 @pytest.mark.parametrize(
@@ -35,7 +35,7 @@ def test_family_by_method_and_path(method, path, family):
      ("multipart/form-data; boundary=x", False), ("text/plain", False)],
 )
 def test_only_json_bodies_are_llm_calls(content_type, recognised):
-    assert (family_for("POST", "/v1/chat/completions", content_type) is not None) == recognised
+    assert (route_for("POST", "/v1/chat/completions", content_type) is not None) == recognised
 
 
 @pytest.mark.parametrize(
@@ -56,7 +56,7 @@ def test_only_json_bodies_are_llm_calls(content_type, recognised):
     ],
 )
 def test_body_shape_confirms_the_path(family, body, ok):
-    assert has_expected_shape(family, body) is ok
+    assert has_expected_shape(Route(family), body) is ok
 
 
 def test_family_knows_its_provider():

@@ -4,14 +4,14 @@ import orjson
 import pytest
 
 from llm_cache import keys
-from llm_cache.endpoints import Family
+from llm_cache.endpoints import Family, Route
 
 CHAT = {"model": "gpt-4o-mini", "temperature": 0.2, "messages": [{"role": "user", "content": "Hi"}]}
 OPENAI = ("POST", "https", "api.openai.com", 443, "/v1/chat/completions", (), ())
 
 
 def key_of(body, target=OPENAI, family=Family.OPENAI_CHAT):
-    facts = keys.body_facts(family, body)
+    facts = keys.body_facts(Route(family), body)
     assert facts is not None
     return keys.cache_key(keys.make_target(*target), facts.digest)
 
@@ -120,10 +120,11 @@ def test_host_case_and_trailing_dot_do_not_matter():
 
 
 def test_facts_say_how_to_answer():
-    facts = keys.body_facts(Family.OPENAI_CHAT, {**CHAT, "stream": True, "stream_options": {"include_usage": True}})
+    streaming = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+    facts = keys.body_facts(Route(Family.OPENAI_CHAT), streaming)
     assert facts is not None
     assert (facts.model, facts.stream, facts.include_usage) == ("gpt-4o-mini", True, True)
-    assert keys.body_facts(Family.OPENAI_CHAT, {"model": "m"}) is None
+    assert keys.body_facts(Route(Family.OPENAI_CHAT), {"model": "m"}) is None
 
 
 def test_large_integers_and_nested_floats_canonicalise():
@@ -134,8 +135,8 @@ def test_large_integers_and_nested_floats_canonicalise():
 def test_memo_returns_the_same_facts_and_rejects_non_json():
     memo = keys.BodyMemo(size=2)
     raw = orjson.dumps(CHAT)
-    first = memo.facts(Family.OPENAI_CHAT, raw)
-    assert first == memo.facts(Family.OPENAI_CHAT, raw) == keys.body_facts(Family.OPENAI_CHAT, CHAT)
-    assert memo.facts(Family.OPENAI_EMBEDDINGS, raw) is None  # the family is part of the memo key
+    first = memo.facts(Route(Family.OPENAI_CHAT), raw)
+    assert first == memo.facts(Route(Family.OPENAI_CHAT), raw) == keys.body_facts(Route(Family.OPENAI_CHAT), CHAT)
+    assert memo.facts(Route(Family.OPENAI_EMBEDDINGS), raw) is None  # the family is part of the memo key
     with pytest.raises(ValueError):
-        memo.facts(Family.OPENAI_CHAT, b"not json")
+        memo.facts(Route(Family.OPENAI_CHAT), b"not json")

@@ -3,7 +3,7 @@
 import re
 
 from llm_cache import keys
-from llm_cache.endpoints import Family
+from llm_cache.endpoints import Family, Route
 from llm_cache.normalise import KeyRules, canonical_form
 from llm_cache.policy import parse_paths
 
@@ -11,7 +11,7 @@ RULES = KeyRules()
 
 
 def digest(body, rules=RULES):
-    facts = keys.body_facts(Family.OPENAI_CHAT, body, rules)
+    facts = keys.body_facts(Route(Family.OPENAI_CHAT), body, rules)
     assert facts is not None
     return facts.digest
 
@@ -40,7 +40,7 @@ def test_control_and_transport_fields_are_not_keyed():
     plain = digest(chat())
     assert digest(chat(cache=False)) == digest(chat(cache_control={"enabled": False})) == digest(chat(stream=True))
     assert digest(chat(cache=False)) == plain
-    facts = keys.body_facts(Family.OPENAI_CHAT, chat(cache=False))
+    facts = keys.body_facts(Route(Family.OPENAI_CHAT), chat(cache=False))
     assert facts.bypass == '"cache": false' and facts.has_controls
     assert keys.without_controls(b'{"model":"m","cache":true,"cache_control":{"enabled":false},"x":1}') == \
         b'{"model":"m","x":1}'
@@ -51,7 +51,7 @@ def test_anthropic_cache_control_blocks_stay_in_the_key():
     with_block = {"model": "m", "messages": [block]}
     without = {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]}
     assert digest(with_block) != digest(without)
-    assert not keys.body_facts(Family.ANTHROPIC_MESSAGES, with_block).has_controls
+    assert not keys.body_facts(Route(Family.ANTHROPIC_MESSAGES), with_block).has_controls
 
 
 def test_claude_code_billing_hash_is_normalised():

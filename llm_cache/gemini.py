@@ -1,0 +1,108 @@
+"""Gemini generateContent / streamGenerateContent (Google AI, Vertex, and the Gemini CLI's v1internal,
+whose payloads are wrapped as {"response": …}): completeness, a response from chunks and back, and
+the two stream framings (SSE with ?alt=sse, else one JSON array sent piece by piece).
+
+Streams are stored as SSE; a JSON-array stream is converted on the way in and back on the way out,
+so either framing can answer the other.
+"""
+
+from typing import Any
+
+import orjson
+
+from llm_cache import sse
+
+_WRAPPER = "response"  # v1internal: {"response": {...}, "traceId": ...}
+
+
+def _unwrap(payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(the generateContent response, the v1internal envelope around it or None)."""
+    if "candidates" not in payload and isinstance(payload.get(_WRAPPER), dict):
+        return payload[_WRAPPER], payload
+    return payload, None
+
+
+def json_problem(payload: dict[str, Any]) -> str | None:
+    response, _ = _unwrap(payload)
+    if response.get("error"):
+        return "response carries an error"
+    if not response.get("candidates"):
+        return "response has no candidates"  # e.g. a blocked prompt (promptFeedback.blockReason)
+    return None
+
+
+def stream_problem(body: bytes) -> str | None:
+    """A stored (SSE) stream is complete when every candidate it opened reached a finishReason."""
+    try:
+        chunks = [data for _, data in sse.json_events(body)]
+    except ValueError:
+        return "stream has an event that is not JSON"
+    finished: dict[int, bool] = {}
+    for chunk in chunks:
+        if not isinstance(chunk, dict):
+            return "stream has an event that is not an object"
+        response, _ = _unwrap(chunk)
+        if response.get("error") or chunk.get("error"):
+            return "stream carries an error"
+        for candidate in response.get("candidates") or ():
+            index = candidate.get("index", 0)
+            finished[index] = finished.get(index, False) or bool(candidate.get("finishReason"))
+    if not finished or not all(finished.values()):
+        return "stream ended before finishReason"
+    return None
+
+
+def assemble(body: bytes) -> dict[str, Any]:
+    """The generateContent response for the same request: parts joined per candidate, the last
+    chunk's finishReason, usage and metadata."""
+    result: dict[str, Any] = {}
+    envelope: dict[str, Any] | None = None
+    candidates: dict[int, dict[str, Any]] = {}
+    for _, chunk in sse.json_events(body):
+        response, wrapper = _unwrap(chunk)
+        envelope = wrapper if wrapper is not None else envelope
+        result.update({k: v for k, v in response.items() if k != "candidates"})
+        for piece in response.get("candidates") or ():
+            index = piece.get("index", 0)
+            candidate = candidates.setdefault(index, {"content": {"role": "model", "parts": []}})
+            content = piece.get("content") or {}
+            if content.get("role"):
+                candidate["content"]["role"] = content["role"]
+            for part in content.get("parts") or ():
+                _add_part(candidate["content"]["parts"], part)
+            candidate.update({k: v for k, v in piece.items() if k != "content"})
+    result["candidates"] = [candidates[i] for i in sorted(candidates)]
+    if envelope is not None:
+        return {**envelope, _WRAPPER: result}
+    return result
+
+
+def _add_part(parts: list[dict[str, Any]], part: dict[str, Any]) -> None:
+    """Text arrives in pieces: join a text part onto the previous one of the same kind (thought or not)."""
+    last = parts[-1] if parts else None
+    joinable = set(part) <= {"text", "thought", "thoughtSignature"} and "text" in part
+    if last is not None and joinable and "text" in last and set(last) <= {"text", "thought", "thoughtSignature"} \
+            and bool(last.get("thought")) == bool(part.get("thought")):
+        last["text"] += part["text"]
+        if "thoughtSignature" in part:
+            last["thoughtSignature"] = part["thoughtSignature"]
+    else:
+        parts.append(dict(part))
+
+
+def synthesise(payload: dict[str, Any]) -> bytes:
+    """One SSE chunk carrying the whole response: Gemini itself streams a short answer that way."""
+    return sse.encode([(None, payload)])
+
+
+def sse_to_array(body: bytes) -> bytes:
+    """The JSON-array framing of a stored SSE stream."""
+    return b"[" + b",\r\n".join(event.data.encode() for event in sse.iter_events(body)) + b"]"
+
+
+def array_to_sse(body: bytes) -> bytes:
+    """The SSE framing of a complete JSON-array stream; raises ValueError if it is not one."""
+    chunks = orjson.loads(body)
+    if not isinstance(chunks, list):
+        raise ValueError("a Gemini stream without alt=sse is a JSON array")
+    return sse.encode((None, chunk) for chunk in chunks)

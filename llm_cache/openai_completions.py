@@ -1,0 +1,65 @@
+"""Legacy /completions and FIM streams: `text_completion` chunks whose choices carry `text`. Some FIM
+endpoints (Mistral's /fim/completions) answer in the chat shape instead; those are handed to
+llm_cache.openai_chat. Completeness is the same rule as chat's (openai_chat.stream_problem)."""
+
+from typing import Any
+
+from llm_cache import openai_chat, sse
+
+DONE = openai_chat.DONE
+
+
+def assemble(body: bytes) -> dict[str, Any]:
+    """The `text_completion` (or, for chat-shaped chunks, `chat.completion`) a JSON request gets."""
+    chunks = [c for _, c in sse.json_events(body, done_marker=DONE) if isinstance(c, dict)]
+    if any("delta" in choice for chunk in chunks for choice in chunk.get("choices") or ()):
+        return openai_chat.assemble(body)
+    result: dict[str, Any] = {"id": None, "object": "text_completion", "created": None, "model": None}
+    choices: dict[int, dict[str, Any]] = {}
+    for chunk in chunks:
+        for field in ("id", "created", "model", "system_fingerprint"):
+            if chunk.get(field) is not None:
+                result[field] = chunk[field]
+        if chunk.get("usage"):
+            result["usage"] = chunk["usage"]
+        for piece in chunk.get("choices") or ():
+            index = piece.get("index", 0)
+            choice = choices.setdefault(index, {"text": "", "index": index, "logprobs": None, "finish_reason": None})
+            choice["text"] += piece.get("text") or ""
+            if piece.get("finish_reason") is not None:
+                choice["finish_reason"] = piece["finish_reason"]
+            if piece.get("logprobs"):
+                choice["logprobs"] = _merge_logprobs(choice["logprobs"], piece["logprobs"])
+    result["choices"] = [choices[i] for i in sorted(choices)]
+    return result
+
+
+def _merge_logprobs(merged: dict[str, Any] | None, piece: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(merged or {})
+    for field, items in piece.items():
+        if isinstance(items, list):
+            merged[field] = (merged.get(field) or []) + items
+    return merged
+
+
+def synthesise(completion: dict[str, Any], *, include_usage: bool) -> bytes:
+    """Chunks the OpenAI SDK reads back as the same completion, ending in `[DONE]`."""
+    choices = completion.get("choices") or ()
+    if any("message" in choice for choice in choices):
+        return openai_chat.synthesise(completion, include_usage=include_usage)
+    base = {key: completion.get(key) for key in ("id", "created", "model")}
+    base["object"] = "text_completion"
+    if completion.get("system_fingerprint") is not None:
+        base["system_fingerprint"] = completion["system_fingerprint"]
+    events: list[tuple[str | None, Any]] = []
+    for choice in choices:
+        index = choice.get("index", 0)
+        events.append((None, {**base, "choices": [
+            {"text": choice.get("text") or "", "index": index, "logprobs": choice.get("logprobs"),
+             "finish_reason": None}]}))
+        events.append((None, {**base, "choices": [
+            {"text": "", "index": index, "logprobs": None, "finish_reason": choice.get("finish_reason") or "stop"}]}))
+    if include_usage and completion.get("usage"):
+        events.append((None, {**base, "choices": [], "usage": completion["usage"]}))
+    events.append((None, DONE))
+    return sse.encode(events)

@@ -1,0 +1,109 @@
+"""The fake provider's Gemini, Ollama and Bedrock answers (tests/support/fake_upstream.py serves them).
+
+Each answer is either (status, JSON object) or a Stream of pieces sent one chunk at a time. The
+model name picks behaviours as in fake_upstream (its _stream cuts fake-cut streams half-way):
+fake-error-event (an error mid-stream), fake-tools (a tool call).
+"""
+
+import json
+import time
+from typing import Any, NamedTuple
+
+
+class Stream(NamedTuple):
+    model: str
+    pieces: list[bytes]
+    content_type: str
+
+
+def answer(path: str, query: str, body: dict, text: str, n: int) -> tuple[int, Any] | Stream:
+    if ":" in path:
+        return _gemini(path, query, body, n)
+    if "/model/" in path:
+        return 200, {"output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+                     "stopReason": "end_turn", "usage": {"inputTokens": 3, "outputTokens": 5, "totalTokens": 8}}
+    return _ollama(path, body, text, n)
+
+
+# -- Gemini ---------------------------------------------------------------------------------------
+
+def _gemini(path: str, query: str, body: dict, n: int) -> tuple[int, Any] | Stream:
+    route, _, method = path.rpartition(":")
+    wrapped = route.endswith("/v1internal")  # the Gemini CLI: {"model", "project", "request": {...}}
+    model = body.get("model", "") if wrapped else route.rsplit("/", 1)[-1]
+    request = body["request"] if wrapped else body
+    if method in ("embedContent", "batchEmbedContents"):
+        return 200, {"embedding": {"values": [n / 1000, 0.5, -0.25]}}
+    parts = (request.get("contents") or [{}])[-1].get("parts") or [{}]
+    text = f"call #{n}: {parts[-1].get('text', '')}"
+    usage = {"promptTokenCount": 4, "candidatesTokenCount": 6, "totalTokenCount": 10}
+
+    def chunk(content_parts: list[dict], finish: str | None) -> dict:
+        candidate: dict[str, Any] = {"content": {"parts": content_parts, "role": "model"}, "index": 0}
+        if finish:
+            candidate["finishReason"] = finish
+        payload = {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model,
+                   "responseId": f"gemini-{n}"}
+        return {"response": payload, "traceId": f"trace-{n}"} if wrapped else payload
+
+    content: list[dict[str, Any]]
+    if model == "fake-tools":
+        content = [{"functionCall": {"name": "get_weather", "args": {"city": "Paris", "n": n}}}]
+    else:
+        content = [{"text": text}]
+    if method == "generateContent":
+        return 200, chunk(content, "STOP")
+    words = pieces(text) if model != "fake-tools" else []
+    chunks = [chunk([{"text": w}], None) for w in words] + [chunk(content if not words else [{"text": ""}], "STOP")]
+    if model == "fake-error-event":
+        chunks.insert(1, {"error": {"code": 503, "message": "overloaded", "status": "UNAVAILABLE"}})
+    if "alt=sse" in query.split("&"):
+        return Stream(model, [b"data: " + json.dumps(c).encode() + b"\r\n\r\n" for c in chunks], "text/event-stream")
+    array = [(b"[" if i == 0 else b",\r\n") + json.dumps(c).encode() for i, c in enumerate(chunks)]
+    return Stream(model, array + [b"]"], "application/json; charset=UTF-8")
+
+
+# -- Ollama ---------------------------------------------------------------------------------------
+
+def _ollama(path: str, body: dict, text: str, n: int) -> tuple[int, Any] | Stream:
+    model = body.get("model", "")
+    if path.endswith("/api/embed"):
+        return 200, {"model": model, "embeddings": [[n / 1000, 0.5, -0.25]], "total_duration": 1000 + n}
+    if path.endswith("/api/embeddings"):
+        return 200, {"embedding": [n / 1000, 0.5, -0.25]}
+    chat = path.endswith("/api/chat")
+    now = time.time_ns()  # volatile on purpose: created_at and durations differ on every call
+
+    def line(piece: str, done: bool) -> dict:
+        obj: dict[str, Any] = {"model": model, "created_at": f"2026-11-22T10:00:00.{now % 10**9:09d}Z"}
+        if chat:
+            obj["message"] = {"role": "assistant", "content": piece}
+        else:
+            obj["response"] = piece
+        obj["done"] = done
+        if done:
+            obj.update(done_reason="stop", total_duration=now % 10**6, load_duration=n, prompt_eval_count=5,
+                       prompt_eval_duration=now % 997, eval_count=7, eval_duration=now % 991)
+            if not chat:
+                obj["context"] = [1, 2, 3]
+        return obj
+
+    tools = chat and model == "fake-tools"
+    call = {"function": {"name": "get_weather", "arguments": {"city": "Paris", "n": n}}}
+    if body.get("stream") is False:
+        whole = line("" if tools else text, True)
+        if tools:
+            whole["message"]["tool_calls"] = [call]
+        return 200, whole
+    lines = [line(w, False) for w in ([] if tools else pieces(text))]
+    if tools:
+        lines.append({**line("", False), "message": {"role": "assistant", "content": "", "tool_calls": [call]}})
+    lines.append(line("", True))
+    if model == "fake-error-event":
+        lines.insert(1, {"error": "model runner has unexpectedly stopped"})
+    return Stream(model, [json.dumps(obj).encode() + b"\n" for obj in lines], "application/x-ndjson")
+
+
+def pieces(text: str) -> list[str]:
+    words = text.split(" ")
+    return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
