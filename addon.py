@@ -79,7 +79,8 @@ OPTIONS: tuple[tuple[str, type, Any, str], ...] = (
      "Record up to N responses per request; the n-th identical request of a run gets the "
      "n-th recorded response, then they wrap."),
     ("ignore_fields", Sequence[str], [], "Further body fields left out of keys, as dotted paths (metadata.user_id); "
-     "metadata, user, prompt_cache_key, safety_identifier, store and service_tier always are."),
+     "metadata, user, prompt_cache_key, safety_identifier, store, service_tier, user_prompt_id and "
+     "request.session_id always are."),
     ("normalise", Sequence[str], [], "Regular expressions whose matches in request text are replaced before "
      "keying (timestamps, temp paths, UUIDs)."),
     ("scope", str, _DEFAULT.scope.value,

@@ -10,11 +10,10 @@ from llm_cache.endpoints import Family, Wire
 from llm_cache.keys import RequestTarget
 from llm_cache.records import Record, storable_headers
 
-SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
 JSON_CONTENT_TYPE = "application/json"
 CONTENT_TYPES = {
     Wire.JSON: JSON_CONTENT_TYPE,
-    Wire.SSE: SSE_CONTENT_TYPE,
+    Wire.SSE: "text/event-stream; charset=utf-8",
     Wire.NDJSON: "application/x-ndjson",
     Wire.JSON_ARRAY: "application/json; charset=UTF-8",
 }
@@ -27,10 +26,6 @@ class Answer(NamedTuple):
     status: int
     headers: list[tuple[str, str]]
     body: bytes
-
-
-def is_event_stream(content_type: str) -> bool:
-    return content_type.split(";", 1)[0].strip().lower() == "text/event-stream"
 
 
 def is_stream_type(content_type: str) -> bool:

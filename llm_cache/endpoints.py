@@ -82,11 +82,6 @@ _SHAPE_FIELD: dict[Family, str] = {
     Family.OLLAMA_GENERATE: "prompt",
 }
 
-# Families whose response may be a stream.
-STREAMING_FAMILIES = frozenset({
-    Family.OPENAI_CHAT, Family.OPENAI_COMPLETIONS, Family.OPENAI_RESPONSES, Family.ANTHROPIC_MESSAGES,
-    Family.GEMINI_GENERATE, Family.OLLAMA_CHAT, Family.OLLAMA_GENERATE,
-})
 # Ollama streams unless the body says "stream": false.
 STREAM_BY_DEFAULT = frozenset({Family.OLLAMA_CHAT, Family.OLLAMA_GENERATE})
 

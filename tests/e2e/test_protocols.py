@@ -9,6 +9,7 @@ import json
 import os
 import sqlite3
 import subprocess
+import time
 import zlib
 
 import httpx
@@ -190,6 +191,15 @@ def test_gemini_sdk_json_and_stream_both_ways(agent, fake, prompt):
     assert GEMINI_KEY.encode() not in stored_bytes(agent, prompt, entries=2)
 
 
+def test_gemini_embeddings(agent, fake, prompt):
+    client = genai.Client()
+    first = client.models.embed_content(model="text-embedding-004", contents=[prompt, prompt + " 2"])
+    before = fake.calls()
+    again = client.models.embed_content(model="text-embedding-004", contents=[prompt, prompt + " 2"])
+    assert fake.calls() == before and again.sdk_http_response.headers["x-llm-cache"] == "HIT"
+    assert [e.values for e in again.embeddings] == [e.values for e in first.embeddings] and len(first.embeddings) == 2
+
+
 def test_gemini_key_query_parameter_is_a_credential(agent, fake, prompt):
     url = "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent"
     body = {"contents": [{"role": "user", "parts": [{"text": prompt}]}]}
@@ -293,6 +303,21 @@ def test_ollama_generate_json_then_stream_and_embeddings(agent, fake, prompt):
     legacy = [client.embeddings(model="nomic-embed-text", prompt=prompt) for _ in range(2)]
     assert second.embeddings == first.embeddings and legacy[0].embedding == legacy[1].embedding
     assert fake.calls() == before + 2
+
+
+@pytest.mark.parametrize("url", [
+    "http://localhost:11434/api/chat",
+    "https://generativelanguage.googleapis.com/v1beta/models/fake-slow:streamGenerateContent",
+], ids=["ollama-ndjson", "gemini-json-array"])
+def test_ndjson_and_json_array_misses_reach_the_client_as_they_arrive(agent, fake, prompt, url):
+    body = ({"model": "fake-slow", "messages": [{"role": "user", "content": prompt}]} if "11434" in url
+            else {"contents": [{"role": "user", "parts": [{"text": prompt}]}]})
+    start = time.monotonic()
+    with httpx.Client(timeout=30) as client, client.stream("POST", url, json=body) as response:
+        arrivals = [time.monotonic() - start for _ in response.iter_raw()]
+        assert response.headers["x-llm-cache"] == "MISS"
+    # The fake spaces its pieces 300 ms apart: a buffered answer would arrive all at once at the end.
+    assert len(arrivals) > 3 and arrivals[0] < arrivals[-1] - 1.0
 
 
 def test_ollama_raw_ndjson_with_headers_and_errors(agent, fake, prompt):

@@ -32,8 +32,10 @@ def _gemini(path: str, query: str, body: dict, n: int) -> tuple[int, Any] | Stre
     wrapped = route.endswith("/v1internal")  # the Gemini CLI: {"model", "project", "request": {...}}
     model = body.get("model", "") if wrapped else route.rsplit("/", 1)[-1]
     request = body["request"] if wrapped else body
-    if method in ("embedContent", "batchEmbedContents"):
+    if method == "embedContent":
         return 200, {"embedding": {"values": [n / 1000, 0.5, -0.25]}}
+    if method == "batchEmbedContents":
+        return 200, {"embeddings": [{"values": [n / 1000, 0.5, -0.25]} for _ in body.get("requests") or ()]}
     parts = (request.get("contents") or [{}])[-1].get("parts") or [{}]
     text = f"call #{n}: {parts[-1].get('text', '')}"
     usage = {"promptTokenCount": 4, "candidatesTokenCount": 6, "totalTokenCount": 10}
