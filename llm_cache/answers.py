@@ -17,9 +17,10 @@ CONTENT_TYPES = {
     Wire.NDJSON: "application/x-ndjson",
     Wire.JSON_ARRAY: "application/json; charset=UTF-8",
 }
-# Response types that are streams whatever the request said (Ollama's NDJSON among them).
-_STREAM_TYPES = frozenset({"text/event-stream", "application/x-ndjson", "application/jsonl",
-                           "application/vnd.amazon.eventstream"})
+# Response types that are streams whatever the request said (Ollama's NDJSON among them; Bedrock's
+# binary event stream is only ever forwarded).
+_NDJSON_TYPES = frozenset({"application/x-ndjson", "application/jsonl"})
+_STREAM_TYPES = _NDJSON_TYPES | {"text/event-stream", "application/vnd.amazon.eventstream"}
 
 
 class Answer(NamedTuple):
@@ -38,7 +39,7 @@ def wire_of(content_type: str, *, requested: Wire) -> Wire:
     kind = content_type.split(";", 1)[0].strip().lower()
     if kind == "text/event-stream":
         return Wire.SSE
-    if kind in _STREAM_TYPES:
+    if kind in _NDJSON_TYPES:
         return Wire.NDJSON
     return Wire.JSON_ARRAY if requested is Wire.JSON_ARRAY else Wire.JSON
 

@@ -37,8 +37,11 @@ def _needs(*fields: str) -> Callable[[dict[str, Any]], str | None]:
     return problem
 
 
+_has_output = _needs("output")
+
+
 def _responses_problem(answer: dict[str, Any]) -> str | None:
-    return _needs("output")(answer) or openai_responses.json_problem(answer)
+    return _has_output(answer) or openai_responses.json_problem(answer)
 
 
 _SPECS: dict[Family, _Spec] = {
@@ -124,11 +127,6 @@ def stream_as(family: Family, wire: Wire, stored: bytes) -> bytes:
     if wire is Wire.JSON_ARRAY and family is Family.GEMINI_GENERATE:
         return gemini.sse_to_array(stored)
     return stored
-
-
-def can_convert(family: Family, *, from_stream: bool) -> bool:
-    spec = _SPECS[family]
-    return (spec.stream_to_json if from_stream else spec.json_to_stream) is not None
 
 
 def stream_to_json(family: Family, body: bytes) -> bytes:
