@@ -180,7 +180,7 @@ class LLMCache:
             for name in OWN_HEADERS:
                 request.headers.pop(name, None)
         flow.metadata[META] = state = {  # plain data: flows are saved with it
-            "route": route, "family": route.family, "target": target, "controls": controls,
+            "route": route, "target": target, "controls": controls,
             "partition": self._partition(controls.namespace, request.headers, query),
         }
         if route.family in PASSED_THROUGH:
@@ -196,7 +196,7 @@ class LLMCache:
         if store is None:
             del flow.metadata[META]
             return None
-        settings, family = self.settings, state["family"]
+        settings, family = self.settings, state["route"].family
         try:
             raw = flow.request.get_content(strict=True) or b""
             if len(raw) > settings.max_request_bytes:
@@ -270,7 +270,7 @@ class LLMCache:
                                        self.settings.key_rules)
             candidates = (
                 (key, created_at, unpack_request(packed, self.settings.key_rules)["body"])
-                for key, created_at, packed in store.recent_requests(state["family"], target.host)
+                for key, created_at, packed in store.recent_requests(state["route"].family, target.host)
             )
             closest = describe(nearest(body, candidates))
         except Exception as e:
@@ -280,7 +280,8 @@ class LLMCache:
         why = "llm_cache_mode is replay" if replaying else "Cache-Control: only-if-cached"
         message = (f"llm-cache: this request ({model} at {target.url}) is not in the cache and {why}, so it was not "
                    f"sent upstream. {closest}")
-        self._respond(flow, answers.replay_miss(state["family"], message), Status.MISS, key=state["key"], reason=why)
+        answer = answers.replay_miss(state["route"].family, message)
+        self._respond(flow, answer, Status.MISS, key=state["key"], reason=why)
         state["status"] = "REPLAY_MISS"  # answered here: nothing for the response hooks to record
         _mark(flow, MARK_NOT_STORED, f"llm-cache MISS {state['key'][:12]} not in cache ({why})")
 
@@ -304,7 +305,7 @@ class LLMCache:
 
     def _serve_stale(self, flow: http.HTTPFlow, record: Record) -> bool:
         state = flow.metadata[META]
-        answer = answers.replay(record, state["family"], want=state["wire"], include_usage=state["include_usage"])
+        answer = answers.replay(record, state["route"].family, want=state["wire"], include_usage=state["include_usage"])
         if answer is None:
             return False
         self._answer(flow, Status.STALE, answer, record, time.time())
@@ -357,7 +358,7 @@ class LLMCache:
         store = self._store()
         if store is None:
             return "skipped: cache unavailable"
-        family = state["family"]
+        family = state["route"].family
         tee = response.stream if isinstance(response.stream, StreamTee) else None
         try:
             if tee is not None:

@@ -94,7 +94,7 @@ def route_for(method: str, path: str, content_type: str) -> Route | None:
         return None
     route, _, query = path.partition("?")
     route = route.rstrip("/")
-    if bedrock := _BEDROCK.search(route):  # before Gemini: Bedrock model ids carry a ":" too
+    if "/model/" in route and (bedrock := _BEDROCK.search(route)):  # before Gemini: its ids carry ":" too
         return Route(Family.BEDROCK, model=bedrock["model"])
     if ":" in route:
         return _gemini_route(route, query)

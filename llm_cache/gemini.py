@@ -77,12 +77,18 @@ def assemble(body: bytes) -> dict[str, Any]:
     return result
 
 
+_TEXT_PART = frozenset({"text", "thought", "thoughtSignature"})
+
+
+def _is_text(part: dict[str, Any]) -> bool:
+    return "text" in part and set(part) <= _TEXT_PART
+
+
 def _add_part(parts: list[dict[str, Any]], part: dict[str, Any]) -> None:
     """Text arrives in pieces: join a text part onto the previous one of the same kind (thought or not)."""
     last = parts[-1] if parts else None
-    joinable = set(part) <= {"text", "thought", "thoughtSignature"} and "text" in part
-    if last is not None and joinable and "text" in last and set(last) <= {"text", "thought", "thoughtSignature"} \
-            and bool(last.get("thought")) == bool(part.get("thought")):
+    same_kind = last is not None and bool(last.get("thought")) == bool(part.get("thought"))
+    if last is not None and same_kind and _is_text(part) and _is_text(last):
         last["text"] += part["text"]
         if "thoughtSignature" in part:
             last["thoughtSignature"] = part["thoughtSignature"]

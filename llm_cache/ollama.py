@@ -52,7 +52,7 @@ def assemble(body: bytes) -> dict[str, Any]:
     """The answer to `"stream": false`: the final line's counts with the pieces joined."""
     objects = [obj for obj in lines(body) if isinstance(obj, dict)]
     final = dict(objects[-1])
-    if "message" in final or any("message" in obj for obj in objects):
+    if any("message" in obj for obj in objects):
         message: dict[str, Any] = {"role": "assistant", "content": ""}
         for obj in objects:
             piece = obj.get("message") or {}

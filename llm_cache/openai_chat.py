@@ -41,11 +41,7 @@ def assemble(body: bytes) -> dict[str, Any]:
     for _, chunk in sse.json_events(body, done_marker=DONE):
         if not isinstance(chunk, dict):
             continue
-        for field in ("id", "created", "model", "system_fingerprint", "service_tier"):
-            if chunk.get(field) is not None:
-                result[field] = chunk[field]
-        if chunk.get("usage"):
-            result["usage"] = chunk["usage"]
+        merge_envelope(result, chunk, ("id", "created", "model", "system_fingerprint", "service_tier"))
         for delta_choice in chunk.get("choices") or ():
             index = delta_choice.get("index", 0)
             choice = choices.setdefault(
@@ -57,7 +53,7 @@ def assemble(body: bytes) -> dict[str, Any]:
             if delta_choice.get("finish_reason") is not None:
                 choice["finish_reason"] = delta_choice["finish_reason"]
             if delta_choice.get("logprobs"):
-                _merge_logprobs(choice, delta_choice["logprobs"])
+                choice["logprobs"] = merge_logprobs(choice["logprobs"], delta_choice["logprobs"])
     for index, calls in tool_calls.items():
         if calls:
             choices[index]["message"]["tool_calls"] = [calls[i] for i in sorted(calls)]
@@ -92,12 +88,23 @@ def _merge_tool_call(calls: dict[int, dict[str, Any]], delta: dict[str, Any]) ->
             call["function"][part] += function[part]
 
 
-def _merge_logprobs(choice: dict[str, Any], logprobs: dict[str, Any]) -> None:
-    merged = choice["logprobs"] or {}
-    for field, items in logprobs.items():
+def merge_envelope(result: dict[str, Any], chunk: dict[str, Any], fields: tuple[str, ...]) -> None:
+    """The completion's own fields, as the latest chunk that carries each has them (Azure's first
+    chunk has them empty), and the usage chunk's usage."""
+    for field in fields:
+        if chunk.get(field) is not None:
+            result[field] = chunk[field]
+    if chunk.get("usage"):
+        result["usage"] = chunk["usage"]
+
+
+def merge_logprobs(merged: dict[str, Any] | None, piece: dict[str, Any]) -> dict[str, Any]:
+    """Logprobs arrive per chunk: their lists are concatenated."""
+    merged = dict(merged or {})
+    for field, items in piece.items():
         if isinstance(items, list):
             merged[field] = (merged.get(field) or []) + items
-    choice["logprobs"] = merged
+    return merged
 
 
 def synthesise(completion: dict[str, Any], *, include_usage: bool) -> bytes:

@@ -17,11 +17,7 @@ def assemble(body: bytes) -> dict[str, Any]:
     result: dict[str, Any] = {"id": None, "object": "text_completion", "created": None, "model": None}
     choices: dict[int, dict[str, Any]] = {}
     for chunk in chunks:
-        for field in ("id", "created", "model", "system_fingerprint"):
-            if chunk.get(field) is not None:
-                result[field] = chunk[field]
-        if chunk.get("usage"):
-            result["usage"] = chunk["usage"]
+        openai_chat.merge_envelope(result, chunk, ("id", "created", "model", "system_fingerprint"))
         for piece in chunk.get("choices") or ():
             index = piece.get("index", 0)
             choice = choices.setdefault(index, {"text": "", "index": index, "logprobs": None, "finish_reason": None})
@@ -29,17 +25,9 @@ def assemble(body: bytes) -> dict[str, Any]:
             if piece.get("finish_reason") is not None:
                 choice["finish_reason"] = piece["finish_reason"]
             if piece.get("logprobs"):
-                choice["logprobs"] = _merge_logprobs(choice["logprobs"], piece["logprobs"])
+                choice["logprobs"] = openai_chat.merge_logprobs(choice["logprobs"], piece["logprobs"])
     result["choices"] = [choices[i] for i in sorted(choices)]
     return result
-
-
-def _merge_logprobs(merged: dict[str, Any] | None, piece: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(merged or {})
-    for field, items in piece.items():
-        if isinstance(items, list):
-            merged[field] = (merged.get(field) or []) + items
-    return merged
 
 
 def synthesise(completion: dict[str, Any], *, include_usage: bool) -> bytes:
