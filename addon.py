@@ -105,9 +105,8 @@ class LLMCache:
         self.db_url = ""
         self.settings = _DEFAULT
         self._reopen_at = 0.0
-        self._memo = keys.BodyMemo()
+        self._memo = _memo_for(self.settings)
         self._failures = FailureLog()
-        self._secrets = SecretScanner()
         self._seen: dict[str, int] = {}  # identical requests this run, per key (llm_cache_samples > 1)
         self._stale: dict[str, Record] = {}  # flow id -> expired entry, for stale-if-error
 
@@ -127,8 +126,8 @@ class LLMCache:
                 settings = policy.settings_from(values)
             except ValueError as e:
                 raise exceptions.OptionsError(str(e)) from e
-            if settings.key_rules != self.settings.key_rules:
-                self._memo = keys.BodyMemo(rules=settings.key_rules)
+            if (settings.key_rules, settings.scan_secrets) != (self.settings.key_rules, self.settings.scan_secrets):
+                self._memo = _memo_for(settings)
             self.settings = settings
         if "llm_cache_db" not in updated and "confdir" not in updated:
             return
@@ -164,17 +163,18 @@ class LLMCache:
         if flow.response or flow.error or not flow.live or self.settings.mode is policy.Mode.OFF:
             return
         request = flow.request
-        if self.settings.refuse_websocket and is_websocket_upgrade(request.method, request.path,
-                                                                    request.headers.get("upgrade", "")):
-            self._refuse_websocket(flow)
+        method, path = request.method, request.path
+        if method == "GET":
+            upgrade = _header(request.headers, b"upgrade")
+            if self.settings.refuse_websocket and is_websocket_upgrade(method, path, upgrade):
+                self._refuse_websocket(flow)
             return
-        route = route_for(request.method, request.path, request.headers.get("content-type", ""))
+        fields = _text_fields(request.headers)
+        route = route_for(method, path, next((value for name, value in fields if name.lower() == "content-type"), ""))
         if route is None:
             return
-        path = request.path
         query = request.query.items(multi=True) if "?" in path else ()
-        fields = list(request.headers.items(multi=True))
-        target = keys.make_target(request.method, request.scheme, request.host, request.port, path, query, fields)
+        target = keys.make_target(method, request.scheme, request.host, request.port, path, query, fields)
         controls = read_controls(fields)
         if has_own_headers(name for name, _ in fields):  # the cache's business only: no provider sees them
             for name in OWN_HEADERS:
@@ -220,7 +220,7 @@ class LLMCache:
         key = keys.cache_key(state["target"], facts.digest, state["partition"])
         wire = state["route"].stream_wire if facts.stream else Wire.JSON
         state.update(key=key, model=facts.model, stream=facts.stream, wire=wire, include_usage=facts.include_usage,
-                     skip_store=plan.skip_store)
+                     skip_store=plan.skip_store, secret=facts.secret)
         now = time.time()
         nth = self._nth(key)
         try:
@@ -319,15 +319,16 @@ class LLMCache:
         if not state or response is None or state.get("status") not in (Status.MISS, Status.BYPASS):
             return
         status = state["status"]
-        for name, value in status_headers(status, reason=state.get("reason"), compat=self.settings.compat_headers):
-            response.headers[name] = value
+        _add_headers(response.headers, status_headers(status, reason=state.get("reason"),
+                                                      compat=self.settings.compat_headers))
         success = 200 <= response.status_code < 300
         # A stream by its type, or (Gemini's JSON array) because the request asked for one.
-        if not answers.is_stream_type(response.headers.get("content-type", "")) and not (
+        if not answers.is_stream_type(_header(response.headers, b"content-type")) and not (
                 success and state.get("stream")):
             return
         if status is Status.MISS and success and not state.get("skip_store"):
-            response.stream = StreamTee(response.headers.get("content-encoding", ""), self.settings.max_response_bytes)
+            encoding = _header(response.headers, b"content-encoding")
+            response.stream = StreamTee(encoding, self.settings.max_response_bytes)
         else:
             response.stream = True  # not recorded: still forwarded piece by piece, as mitmproxy would not
 
@@ -341,8 +342,7 @@ class LLMCache:
         outcome = self._record(flow, state)
         state["store"] = outcome
         if not isinstance(flow.response.stream, StreamTee):  # a streamed response's headers are gone
-            for name, value in store_headers(outcome, compat=self.settings.compat_headers):
-                flow.response.headers[name] = value
+            _add_headers(flow.response.headers, store_headers(outcome, compat=self.settings.compat_headers))
         mark = MARK_STORED if outcome == "stored" else MARK_NOT_STORED
         _mark(flow, mark, f"llm-cache MISS {state['key'][:12]} {outcome}")
 
@@ -367,10 +367,12 @@ class LLMCache:
                 body = bytes(tee.body)
             else:
                 body = response.get_content(strict=True) or b""
-            wire = answers.wire_of(response.headers.get("content-type", ""), requested=state["wire"])
+            fields = _text_fields(response.headers)
+            content_type = next((value for name, value in fields if name.lower() == "content-type"), "")
+            wire = answers.wire_of(content_type, requested=state["wire"])
             is_stream = wire is not Wire.JSON
             try:
-                headers, body = answers.stored_form(family, wire, list(response.headers.items(multi=True)), body)
+                headers, body = answers.stored_form(family, wire, fields, body)
             except ValueError:
                 return "skipped: stream did not parse"
             problem = answers.storage_problem(family, response.status_code, body, is_stream=is_stream)
@@ -378,9 +380,9 @@ class LLMCache:
                 return f"skipped: {problem}"
             if len(body) > self.settings.max_response_bytes:
                 return f"skipped: response over llm_cache_max_response_bytes ({len(body)} bytes)"
+            if state["secret"]:
+                return f"skipped: the request carries {state['secret']}"
             request_body = flow.request.get_content(strict=True) or b""
-            if self.settings.scan_secrets and (secret := self._secrets.scan(request_body)):
-                return f"skipped: the request carries {secret}"
             now = time.time()
             controls = state["controls"]
             store.put(answers.make_record(
@@ -475,8 +477,37 @@ class LLMCache:
         return ctx.options.listen_port or 8080
 
 
+def _memo_for(settings: policy.Settings) -> keys.BodyMemo:
+    """Request facts for these settings: their key rules, and the secret scan when it is on."""
+    return keys.BodyMemo(rules=settings.key_rules, scanner=SecretScanner() if settings.scan_secrets else None)
+
+
 def _wire_headers(headers: list[tuple[str, str]]) -> http.Headers:
     return http.Headers([(n.encode(), v.encode()) for n, v in headers])
+
+
+# mitmproxy's Headers lower-case and re-encode every field on each lookup and rebuild them all on
+# each assignment: ~5 us a call, and a miss made a dozen. These read and write the fields directly.
+
+def _text_fields(headers: http.Headers) -> list[tuple[str, str]]:
+    """All fields as text, decoded as mitmproxy decodes them."""
+    return [(name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
+            for name, value in headers.fields]
+
+
+def _header(headers: http.Headers, name: bytes) -> str:
+    """The first value of a field (`name` lower-case), or ""."""
+    for field, value in headers.fields:
+        if field.lower() == name:
+            return value.decode("utf-8", "surrogateescape")
+    return ""
+
+
+def _add_headers(headers: http.Headers, added: list[tuple[str, str]]) -> None:
+    """Set these fields, replacing any of the same names, in one rebuild."""
+    names = {name.lower().encode() for name, _ in added}
+    headers.fields = tuple(field for field in headers.fields if field[0].lower() not in names) + tuple(
+        (name.encode(), value.encode("utf-8", "surrogateescape")) for name, value in added)
 
 
 def _mark(flow: http.HTTPFlow, mark: str, comment: str) -> None:

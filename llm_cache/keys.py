@@ -20,6 +20,7 @@ import orjson
 
 from llm_cache.endpoints import Route, has_expected_shape, model_of, streams
 from llm_cache.normalise import DEFAULT_RULES, KeyRules, canonical_form, is_control_field
+from llm_cache.secrets import SecretScanner
 
 # Bump when anything below changes what a key means; tests/unit/test_keys.py pins a golden key.
 KEY_SCHEME = "llm-cache/1"
@@ -60,6 +61,7 @@ class BodyFacts(NamedTuple):
     deterministic: bool  # temperature 0, or a seed
     bypass: str | None  # a control field in the body asking not to be cached, as the user wrote it
     has_controls: bool  # control fields that must be removed before the request goes upstream
+    secret: str | None = None  # the kind of credential the body carries, when it was scanned for them
 
 
 def make_target(
@@ -119,8 +121,11 @@ def canonical_json(value: Any) -> bytes:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def body_facts(route: Route, body: Any, rules: KeyRules = DEFAULT_RULES) -> BodyFacts | None:
-    """Key-relevant facts of a parsed body, or None when it is not the call its path suggests."""
+def body_facts(
+    route: Route, body: Any, rules: KeyRules = DEFAULT_RULES, scanner: SecretScanner | None = None,
+) -> BodyFacts | None:
+    """Key-relevant facts of a parsed body, or None when it is not the call its path suggests.
+    With a scanner, also whether the body carries a credential (so the body is parsed once)."""
     if not has_expected_shape(route, body):
         return None
     stream_options = body.get("stream_options")
@@ -138,6 +143,7 @@ def body_facts(route: Route, body: Any, rules: KeyRules = DEFAULT_RULES) -> Body
         deterministic=body.get("temperature") == 0 or body.get("seed") is not None,
         bypass=bypass,
         has_controls=bool(controls),
+        secret=scanner.scan_value(body) if scanner is not None else None,
     )
 
 
@@ -165,9 +171,11 @@ class BodyMemo:
     """Byte-identical bodies are the common case when agents replay: remember the facts of recently
     seen raw bodies (by their digest) so a repeat skips parsing and canonicalising."""
 
-    def __init__(self, size: int = 4096, rules: KeyRules = DEFAULT_RULES) -> None:
+    def __init__(self, size: int = 4096, rules: KeyRules = DEFAULT_RULES,
+                 scanner: SecretScanner | None = None) -> None:
         self._size = size
         self.rules = rules
+        self.scanner = scanner
         self._facts: OrderedDict[tuple[Route, bytes], BodyFacts | None] = OrderedDict()
 
     def facts(self, route: Route, raw: bytes) -> BodyFacts | None:
@@ -178,7 +186,7 @@ class BodyMemo:
             return self._facts[memo_key]
         except KeyError:
             pass
-        facts = body_facts(route, parse_json(raw), self.rules)
+        facts = body_facts(route, parse_json(raw), self.rules, self.scanner)
         self._facts[memo_key] = facts
         if len(self._facts) > self._size:
             self._facts.popitem(last=False)

@@ -3,8 +3,7 @@ derived from it only when it is written (in the writer process, off the event lo
 
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -41,10 +40,10 @@ def _is_text(value: str) -> bool:
     return True
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     """A stored response. `body` is decoded: JSON, or the SSE bytes of a recorded stream.
-    A record read back for a hit carries only what answering needs."""
+    A record read back for a hit carries only what answering needs. A tuple: it is built on every
+    miss and hit, and pickled to the writer process, where a frozen dataclass cost several times more."""
 
     key: str
     status: int

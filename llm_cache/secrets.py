@@ -57,8 +57,12 @@ class SecretScanner:
 
     def scan(self, raw: bytes) -> str | None:
         """What kind of credential a JSON body carries, or None; raises ValueError for non-JSON."""
+        return self.scan_value(orjson.loads(raw))
+
+    def scan_value(self, body: Any) -> str | None:
+        """What kind of credential a parsed JSON body carries, or None."""
         short: list[str] = []
-        stack: list[Any] = [orjson.loads(raw)]
+        stack: list[Any] = [body]
         while stack:
             value = stack.pop()
             if isinstance(value, dict):

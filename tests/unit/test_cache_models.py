@@ -1,6 +1,5 @@
 """Storage through peewee, on SQLite and (when LLM_CACHE_TEST_POSTGRES names one) PostgreSQL."""
 
-import dataclasses
 import logging
 import os
 import re
@@ -116,7 +115,7 @@ def test_many_writes_from_many_threads_all_land(store):
 
 def test_a_failing_write_is_logged_and_forgotten(store, caplog):
     with caplog.at_level(logging.WARNING):
-        store.put(dataclasses.replace(record(), status=None))  # NOT NULL fails inside the writer process
+        store.put(record()._replace(status=None))  # NOT NULL fails inside the writer process
         store.flush()
     assert "could not write 1 entries" in caplog.text and re.search("not.null", caplog.text, re.IGNORECASE)
     assert "Failing row" not in caplog.text  # PostgreSQL's DETAIL line would quote the row
@@ -181,7 +180,7 @@ def test_a_corrupt_sqlite_file_fails_to_open(tmp_path):
 
 def test_one_unstorable_entry_does_not_cost_the_batch(store, caplog):
     with caplog.at_level(logging.WARNING):
-        store.put(dataclasses.replace(record(key="a" * 64), family="no.such.family"))
+        store.put(record(key="a" * 64)._replace(family="no.such.family"))
         store.put(record(key="b" * 64))
         store.flush()
     assert store.find("b" * 64) is not None and store.find("a" * 64) is None
@@ -202,7 +201,7 @@ def test_an_unreachable_postgresql_fails_fast():
 
 def test_invalidate_by_tag_model_and_host(store):
     def put(key, **changes):
-        store.put(dataclasses.replace(record(key=key * 64), **changes))
+        store.put(record(key=key * 64)._replace(**changes))
     put("a", tags=("run-1", "x_y"))
     put("b", tags=("run-2",), model="claude")
     put("c", tags=("xzy",), host="api.groq.com")
@@ -213,7 +212,7 @@ def test_invalidate_by_tag_model_and_host(store):
 
 def test_recent_requests_are_the_newest_of_one_endpoint(store):
     for n, host in enumerate(["api.openai.com", "api.openai.com", "other.host"]):
-        store.put(dataclasses.replace(record(key=str(n) * 64, created_at=float(n)), host=host))
+        store.put(record(key=str(n) * 64, created_at=float(n))._replace(host=host))
     rows = store.recent_requests("openai.chat", "api.openai.com")
     assert [key[0] for key, _, _ in rows] == ["1", "0"]
     assert unpack_request(rows[0][2])["body"] == {"model": "gpt", "messages": []}
@@ -242,7 +241,7 @@ def test_an_older_cache_gets_the_new_columns(tmp_path):
     try:
         old = store.find("d" * 64)
         assert old is not None and old.body == b"{}" and old.expires_at is None
-        store.put(dataclasses.replace(record(), tags=("t",), expires_at=5.0))
+        store.put(record()._replace(tags=("t",), expires_at=5.0))
         store.flush()
         assert store.find("a" * 64).expires_at == 5.0 and store.invalidate(tag="t") == 1
     finally:

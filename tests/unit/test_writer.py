@@ -1,9 +1,15 @@
 """The writer process, started from places other than mitmdump."""
 
+import asyncio
 import subprocess
 import sys
 import textwrap
+import time
 
+import pytest
+
+from llm_cache import writer as writer_module
+from llm_cache.writer import ProcessWriter
 from tests.support.procs import ROOT, clean_env
 
 
@@ -30,3 +36,87 @@ def test_an_unguarded_main_script_is_not_run_again_by_the_writer(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("started") == 1
     assert "entries 1" in result.stdout
+
+
+def _logging_apply(path: str, pause: float):
+    """A writer that notes each op it gets, after sleeping `pause` s on its first batch (so the
+    pipe fills up behind it)."""
+    first = [True]
+
+    def apply(ops):
+        if first[0]:
+            time.sleep(pause)
+            first[0] = False
+        with open(path, "a") as f:
+            f.writelines(f"{number} {len(blob)}\n" for number, blob in ops)
+        return []
+
+    return apply
+
+
+def _ops(count: int) -> list[tuple[int, bytes]]:
+    return [(n, bytes([n % 251]) * 20_000) for n in range(count)]
+
+
+async def test_the_event_loop_never_waits_for_a_full_pipe(tmp_path):
+    # 200 ops of 20 KB are 4 MB, four times what the pipe holds, while the child sleeps: submit
+    # must return at once, and the loop writes the rest when the pipe drains.
+    log = tmp_path / "ops.txt"
+    writer = ProcessWriter(_logging_apply, (str(log), 1.5), lambda numbers, error, notes: None)
+    try:
+        ops = _ops(200)
+        writer.submit(ops[0])
+        time.sleep(0.4)  # the child is asleep in its first batch now, reading nothing
+        started = time.monotonic()
+        for op in ops[1:]:
+            writer.submit(op)
+        assert time.monotonic() - started < 0.5
+        assert writer._backlog  # the pipe is full: the rest waits in memory, not in a blocked write
+        deadline = time.monotonic() + 30
+        while writer._backlog and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # the loop, not a thread, writes the backlog
+        assert not writer._backlog
+        writer.flush()
+        assert log.read_text().splitlines() == [f"{n} 20000" for n in range(200)]
+    finally:
+        writer.close()
+
+
+def test_without_an_event_loop_a_full_pipe_is_written_before_submit_returns(tmp_path):
+    log = tmp_path / "ops.txt"
+    writer = ProcessWriter(_logging_apply, (str(log), 0.5), lambda numbers, error, notes: None)
+    try:
+        for op in _ops(200):
+            writer.submit(op)
+        assert not writer._backlog
+        writer.flush()
+        assert log.read_text().splitlines() == [f"{n} 20000" for n in range(200)]
+    finally:
+        writer.close()
+
+
+def test_ops_to_a_dead_writer_are_refused(tmp_path):
+    writer = ProcessWriter(_logging_apply, (str(tmp_path / "ops.txt"), 0.0), lambda numbers, error, notes: None)
+    try:
+        writer._process.kill()
+        writer._process.join(5)
+        with pytest.raises(RuntimeError, match="writer process stopped"):
+            for op in _ops(100):  # the first ones may still fit in the pipe
+                writer.submit(op)
+    finally:
+        writer.close()
+
+
+async def test_a_writer_too_far_behind_refuses_new_ops(tmp_path, monkeypatch):
+    monkeypatch.setattr(writer_module, "MAX_BACKLOG", 2_000_000)
+    writer = ProcessWriter(_logging_apply, (str(tmp_path / "ops.txt"), 3.0), lambda numbers, error, notes: None)
+    try:
+        ops = _ops(300)
+        writer.submit(ops[0])
+        time.sleep(0.4)  # the child sleeps in its first batch: the pipe fills, then the backlog
+        with pytest.raises(RuntimeError, match="MB behind"):
+            for op in ops[1:]:
+                writer.submit(op)
+        assert writer._backlog_bytes <= 2_000_000
+    finally:
+        writer.close()
