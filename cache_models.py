@@ -335,7 +335,10 @@ class CacheStore:
             hits, self._hits = self._hits, {}
             self._hits_sent = time.monotonic()
         if hits and not self._writer.dead:
-            self._writer.submit(HitCounts(hits))
+            try:
+                self._writer.submit(HitCounts(hits))
+            except RuntimeError:  # a writer far behind (or just gone): counts are not worth failing a hit for
+                logger.debug("llm-cache: %d hit counts dropped", len(hits))
 
     def _settled(self, numbers: list[int], error: str | None, notes: list[str]) -> None:
         for note in notes:

@@ -137,6 +137,21 @@ def test_a_dead_writer_leaves_reads_working_and_refuses_writes(store, caplog):
         store.put(record(key="b" * 64))
 
 
+
+def test_a_writer_too_far_behind_costs_hit_counts_never_a_hit(store, monkeypatch):
+    store.put(record())
+    store.flush()
+
+    def behind(op):
+        raise RuntimeError("the writer process is over 256 MB behind")
+
+    monkeypatch.setattr(store._writer, "submit", behind)
+    monkeypatch.setattr(cache_models, "HIT_COUNT_INTERVAL", 0.0)  # every touch sends its counts
+    store.touch("a" * 64, 1.0)  # must not raise: a hit is answered before it is counted
+    assert store.find("a" * 64) is not None
+    with pytest.raises(RuntimeError, match="behind"):
+        store.put(record(key="b" * 64))
+
 @pytest.mark.parametrize(
     "url, expected",
     [
