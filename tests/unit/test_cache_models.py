@@ -137,7 +137,6 @@ def test_a_dead_writer_leaves_reads_working_and_refuses_writes(store, caplog):
         store.put(record(key="b" * 64))
 
 
-
 def test_a_writer_too_far_behind_costs_hit_counts_never_a_hit(store, monkeypatch):
     store.put(record())
     store.flush()
@@ -151,6 +150,7 @@ def test_a_writer_too_far_behind_costs_hit_counts_never_a_hit(store, monkeypatch
     assert store.find("a" * 64) is not None
     with pytest.raises(RuntimeError, match="behind"):
         store.put(record(key="b" * 64))
+
 
 @pytest.mark.parametrize(
     "url, expected",
