@@ -126,7 +126,7 @@ class LLMCache:
                 settings = policy.settings_from(values)
             except ValueError as e:
                 raise exceptions.OptionsError(str(e)) from e
-            if (settings.key_rules, settings.scan_secrets) != (self.settings.key_rules, self.settings.scan_secrets):
+            if _memo_config(settings) != _memo_config(self.settings):
                 self._memo = _memo_for(settings)
             self.settings = settings
         if "llm_cache_db" not in updated and "confdir" not in updated:
@@ -477,9 +477,15 @@ class LLMCache:
         return ctx.options.listen_port or 8080
 
 
+def _memo_config(settings: policy.Settings) -> tuple[Any, bool]:
+    """What the request facts depend on: the key rules, and whether bodies are scanned for secrets
+    (only when they may be recorded)."""
+    return settings.key_rules, settings.scan_secrets and settings.mode.records
+
+
 def _memo_for(settings: policy.Settings) -> keys.BodyMemo:
-    """Request facts for these settings: their key rules, and the secret scan when it is on."""
-    return keys.BodyMemo(rules=settings.key_rules, scanner=SecretScanner() if settings.scan_secrets else None)
+    rules, scan = _memo_config(settings)
+    return keys.BodyMemo(rules=rules, scanner=SecretScanner() if scan else None)
 
 
 def _wire_headers(headers: list[tuple[str, str]]) -> http.Headers:

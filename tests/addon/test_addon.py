@@ -431,3 +431,25 @@ def test_bedrock_is_recognised_and_bypassed_without_reading_the_body(cache):
     upstream(cache, flow, content_type="application/vnd.amazon.eventstream", body=b"\x00\x00")
     assert flow.response.headers["X-LLM-Cache"] == "BYPASS" and "Bedrock" in flow.response.headers["X-LLM-Cache-Reason"]
     assert flow.response.stream is True  # binary event stream: forwarded as it comes, never teed
+
+
+def test_the_secret_scan_follows_its_option_though_facts_are_remembered(tmp_path):
+    # The scan's verdict is remembered with the body's key facts; turning the option off or on (or
+    # into a mode that never records) must not leave a stale verdict behind.
+    leaky = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "my key is AKIAQWERTYUIOPASDFGH"}]}
+    cache = llm_addon.LLMCache()
+    with taddons.context(cache) as tctx:
+        tctx.configure(cache, confdir=str(tmp_path))
+
+        def outcome():
+            flow = upstream(cache, send(cache, llm_flow(leaky)), body=orjson.dumps(COMPLETION))
+            return flow.response.headers.get("X-LLM-Cache-Store")
+
+        assert outcome() == "skipped: the request carries an AWS access key"
+        tctx.configure(cache, llm_cache_scan_secrets=False)
+        assert outcome() == "stored"
+        tctx.configure(cache, llm_cache_scan_secrets=True, llm_cache_mode="refresh")
+        assert outcome() == "skipped: the request carries an AWS access key"
+        tctx.configure(cache, llm_cache_mode="readonly")
+        assert cache._memo.scanner is None  # nothing is recorded, so nothing is scanned
+        cache.done()
