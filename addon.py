@@ -169,10 +169,10 @@ class LLMCache:
             if self.settings.refuse_websocket and is_websocket_upgrade(method, path, upgrade):
                 self._refuse_websocket(flow)
             return
-        fields = _text_fields(request.headers)
-        route = route_for(method, path, next((value for name, value in fields if name.lower() == "content-type"), ""))
+        route = route_for(method, path, _header(request.headers, b"content-type"))
         if route is None:
             return
+        fields = _text_fields(request.headers)
         query = request.query.items(multi=True) if "?" in path else ()
         target = keys.make_target(method, request.scheme, request.host, request.port, path, query, fields)
         controls = read_controls(fields)
@@ -368,8 +368,7 @@ class LLMCache:
             else:
                 body = response.get_content(strict=True) or b""
             fields = _text_fields(response.headers)
-            content_type = next((value for name, value in fields if name.lower() == "content-type"), "")
-            wire = answers.wire_of(content_type, requested=state["wire"])
+            wire = answers.wire_of(_header(response.headers, b"content-type"), requested=state["wire"])
             is_stream = wire is not Wire.JSON
             try:
                 headers, body = answers.stored_form(family, wire, fields, body)
