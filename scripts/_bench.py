@@ -265,7 +265,14 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=100_000, help="entries in the cache during hits")
     parser.add_argument("--body-kb", type=int, default=20, help="size of the chat request body")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--hooks", type=int, metavar="N", help="instead: N fresh misses through the addon's hooks "
+                        "in-process (scripts/_bench_hooks.py), steadier than the proxies for an A/B")
     args = parser.parse_args()
+    if args.hooks:
+        from _bench_hooks import measure
+
+        measure(args.hooks, args.body_kb, chat_body, COMPLETION_BYTES)
+        return
     if shutil.which("wrk") is None:
         sys.exit("scripts/bench needs wrk (Debian: apt-get install wrk)")
 

@@ -1,5 +1,6 @@
 """The README's own commands: scripts/run (with ./config.yaml), and the marks a mitmweb user sees."""
 
+import re
 import shutil
 import socket
 import ssl
@@ -136,3 +137,14 @@ def test_scripts_run_web_starts_mitmweb(tmp_path):
         assert httpx.get(f"http://127.0.0.1:{web_port}/flows?token={token}", trust_env=False).json() == []
     finally:
         stop_pid(proc)
+
+
+def test_the_in_process_benchmark_records_every_miss_it_measures():
+    # scripts/bench --hooks: the steadier A/B instrument the README's speed notes cite. It refuses to
+    # report unless every measured miss was recorded.
+    result = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "scripts" / "_bench.py"),
+                             "--hooks", "60", "--body-kb", "4"],
+                            capture_output=True, text=True, timeout=120, env=clean_env(), cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"60 fresh 4 KB misses through the addon's hooks .*: hooks \d+ us median .*"
+                     r"process CPU \d+ us per miss", result.stdout), result.stdout
