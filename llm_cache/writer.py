@@ -7,10 +7,10 @@ released the GIL inside SQLite waited to get it back (a 10 us lookup took ~100 u
 cost ~25% of mitmproxy's throughput. A writer process shares nothing.
 
 The loop hands ops over itself, through a pipe it never blocks on: each op is pickled and written
-without waiting (the pipe is enlarged to 1 MB, some fifty 20 KB requests); what does not fit waits in memory
-and is written when the loop sees the pipe writable again. multiprocessing's queue did this from a
-feeder thread, and that thread, waking for every op and taking the GIL from the loop, cost the
-proxy more than the pickling itself.
+without waiting (the pipe is enlarged to 1 MB, some fifty 20 KB requests); what does not fit waits
+in memory and is written when the loop sees the pipe writable again. multiprocessing's queue did this from a
+feeder thread that woke for every op and took the GIL from the loop: ~17 us more process CPU per
+20 KB record than pickling and writing here (scripts/bench --hooks, A/B).
 
 The child imports no mitmproxy. It stops when told to, when the pipe closes, or when it sees that
 its parent is gone.
