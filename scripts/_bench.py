@@ -271,7 +271,7 @@ def main() -> None:
     if args.hooks:
         from _bench_hooks import measure
 
-        measure(args.hooks, args.body_kb, chat_body, COMPLETION_BYTES)
+        measure(args.hooks, args.body_kb)
         return
     if shutil.which("wrk") is None:
         sys.exit("scripts/bench needs wrk (Debian: apt-get install wrk)")

@@ -21,12 +21,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def measure(count: int, body_kb: int, chat_body, completion: bytes) -> None:
-    sys.path.insert(0, str(ROOT))
+def measure(count: int, body_kb: int) -> None:
+    from _bench import COMPLETION_BYTES as completion
+    from _bench import chat_body
     from mitmproxy import http
     from mitmproxy.test import taddons, tflow, tutils
 
-    import addon
+    import addon  # scripts/_bench.py put the repository on the path
 
     base = chat_body(body_kb, "bench hooks UNIQUE")
 
@@ -37,7 +38,6 @@ def measure(count: int, body_kb: int, chat_body, completion: bytes) -> None:
         request = tutils.treq(method=b"POST", scheme=b"http", host="127.0.0.1", port=8000,
                               path=b"/v1/chat/completions", headers=headers, content=body)
         made = tflow.tflow(req=request)
-        made.response = None
         response = tutils.tresp(status_code=200, content=completion, headers=http.Headers(
             [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(completion))]))
         return made, response

@@ -1,6 +1,7 @@
 """The writer process, started from places other than mitmdump."""
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import textwrap
@@ -58,12 +59,21 @@ def _ops(count: int) -> list[tuple[int, bytes]]:
     return [(n, bytes([n % 251]) * 20_000) for n in range(count)]
 
 
+@contextlib.contextmanager
+def _writer(log, pause: float):
+    """A writer logging to `log` whose child sleeps `pause` s on its first batch."""
+    writer = ProcessWriter(_logging_apply, (str(log), pause), lambda numbers, error, notes: None)
+    try:
+        yield writer
+    finally:
+        writer.close()
+
+
 async def test_the_event_loop_never_waits_for_a_full_pipe(tmp_path):
     # 200 ops of 20 KB are 4 MB, four times what the pipe holds, while the child sleeps: submit
     # must return at once, and the loop writes the rest when the pipe drains.
     log = tmp_path / "ops.txt"
-    writer = ProcessWriter(_logging_apply, (str(log), 1.5), lambda numbers, error, notes: None)
-    try:
+    with _writer(log, 1.5) as writer:
         ops = _ops(200)
         writer.submit(ops[0])
         time.sleep(0.4)  # the child is asleep in its first batch now, reading nothing
@@ -78,39 +88,30 @@ async def test_the_event_loop_never_waits_for_a_full_pipe(tmp_path):
         assert not writer._backlog
         writer.flush()
         assert log.read_text().splitlines() == [f"{n} 20000" for n in range(200)]
-    finally:
-        writer.close()
 
 
 def test_without_an_event_loop_a_full_pipe_is_written_before_submit_returns(tmp_path):
     log = tmp_path / "ops.txt"
-    writer = ProcessWriter(_logging_apply, (str(log), 0.5), lambda numbers, error, notes: None)
-    try:
+    with _writer(log, 0.5) as writer:
         for op in _ops(200):
             writer.submit(op)
         assert not writer._backlog
         writer.flush()
         assert log.read_text().splitlines() == [f"{n} 20000" for n in range(200)]
-    finally:
-        writer.close()
 
 
 def test_ops_to_a_dead_writer_are_refused(tmp_path):
-    writer = ProcessWriter(_logging_apply, (str(tmp_path / "ops.txt"), 0.0), lambda numbers, error, notes: None)
-    try:
+    with _writer(tmp_path / "ops.txt", 0.0) as writer:
         writer._process.kill()
         writer._process.join(5)
         with pytest.raises(RuntimeError, match="writer process stopped"):
             for op in _ops(100):  # the first ones may still fit in the pipe
                 writer.submit(op)
-    finally:
-        writer.close()
 
 
 async def test_a_writer_too_far_behind_refuses_new_ops(tmp_path, monkeypatch):
     monkeypatch.setattr(writer_module, "MAX_BACKLOG", 2_000_000)
-    writer = ProcessWriter(_logging_apply, (str(tmp_path / "ops.txt"), 3.0), lambda numbers, error, notes: None)
-    try:
+    with _writer(tmp_path / "ops.txt", 3.0) as writer:
         ops = _ops(300)
         writer.submit(ops[0])
         time.sleep(0.4)  # the child sleeps in its first batch: the pipe fills, then the backlog
@@ -118,5 +119,3 @@ async def test_a_writer_too_far_behind_refuses_new_ops(tmp_path, monkeypatch):
             for op in ops[1:]:
                 writer.submit(op)
         assert writer._backlog_bytes <= 2_000_000
-    finally:
-        writer.close()
