@@ -198,7 +198,7 @@ class LLMCache:
             return None
         settings, family = self.settings, state["route"].family
         try:
-            raw = flow.request.get_content(strict=True) or b""
+            raw = _content(flow.request)
             if len(raw) > settings.max_request_bytes:
                 reason = f"request over llm_cache_max_request_bytes ({len(raw)} bytes)"
                 state.update(status=Status.BYPASS, reason=reason)
@@ -266,7 +266,7 @@ class LLMCache:
         state = flow.metadata[META]
         target = state["target"]
         try:
-            body = canonical_form(keys.parse_json(flow.request.get_content(strict=True) or b""),
+            body = canonical_form(keys.parse_json(_content(flow.request)),
                                        self.settings.key_rules)
             candidates = (
                 (key, created_at, unpack_request(packed, self.settings.key_rules)["body"])
@@ -366,7 +366,7 @@ class LLMCache:
                     return f"skipped: {tee.problem or 'stream did not finish'}"
                 body = bytes(tee.body)
             else:
-                body = response.get_content(strict=True) or b""
+                body = _content(response)
             fields = _text_fields(response.headers)
             wire = answers.wire_of(_header(response.headers, b"content-type"), requested=state["wire"])
             is_stream = wire is not Wire.JSON
@@ -381,7 +381,7 @@ class LLMCache:
                 return f"skipped: response over llm_cache_max_response_bytes ({len(body)} bytes)"
             if state["secret"]:
                 return f"skipped: the request carries {state['secret']}"
-            request_body = flow.request.get_content(strict=True) or b""
+            request_body = _content(flow.request)
             now = time.time()
             controls = state["controls"]
             store.put(answers.make_record(
@@ -506,6 +506,14 @@ def _header(headers: http.Headers, name: bytes) -> str:
         if field.lower() == name:
             return value.decode("utf-8", "surrogateescape")
     return ""
+
+
+def _content(message: http.Message) -> bytes:
+    """The decoded body, as `get_content(strict=True)` gives it, without its header lookup when
+    nothing is encoded (most bodies). Raises ValueError when the encoding does not decode."""
+    if _header(message.headers, b"content-encoding"):
+        return message.get_content(strict=True) or b""
+    return message.raw_content or b""
 
 
 def _add_headers(headers: http.Headers, added: list[tuple[str, str]]) -> None:

@@ -127,6 +127,22 @@ def test_facts_say_how_to_answer():
     assert keys.body_facts(Route(Family.OPENAI_CHAT), {"model": "m"}) is None
 
 
+def test_memo_keeps_bodies_within_its_byte_budget():
+    memo = keys.BodyMemo(max_bytes=8_000)
+    route = Route(Family.OPENAI_CHAT)
+    bodies = [orjson.dumps({**CHAT, "messages": [{"role": "user", "content": f"{n} " + "x" * 900}]})
+              for n in range(12)]
+    for body in bodies:
+        memo.facts(route, body)
+    assert memo._bytes == sum(len(raw) for _, raw in memo._facts) <= 8_000
+    assert (route, bodies[-1]) in memo._facts and (route, bodies[0]) not in memo._facts  # the oldest went
+    huge = orjson.dumps({**CHAT, "messages": [{"role": "user", "content": "y" * 2_000}]})
+    assert memo.facts(route, huge) is not None
+    assert (route, huge) not in memo._facts  # over an eighth of the budget: computed, not kept
+    # Equal bytes in another object are the same body.
+    assert memo.facts(route, bytes(bytearray(bodies[-1]))) is memo._facts[(route, bodies[-1])]
+
+
 def test_large_integers_and_nested_floats_canonicalise():
     body = {"model": "m", "messages": [], "seed": 2**70, "logit_bias": {"5": 1.0}}
     assert keys.canonical_body(body) == b'{"logit_bias":{"5":1},"messages":[],"model":"m","seed":%d}' % 2**70

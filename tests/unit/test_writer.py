@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import zlib
 
 import pytest
 
@@ -49,14 +50,19 @@ def _logging_apply(path: str, pause: float):
             time.sleep(pause)
             first[0] = False
         with open(path, "a") as f:
-            f.writelines(f"{number} {len(blob)}\n" for number, blob in ops)
+            f.writelines(f"{number} {len(blob)} {zlib.crc32(blob)}\n" for number, blob in ops)
         return []
 
     return apply
 
 
-def _ops(count: int) -> list[tuple[int, bytes]]:
-    return [(n, bytes([n % 251]) * 20_000) for n in range(count)]
+def _ops(count: int, size: int = 20_000) -> list[tuple[int, bytes]]:
+    return [(n, bytes([n % 251]) * (size + n % 7)) for n in range(count)]
+
+
+def _logged(ops: list[tuple[int, bytes]]) -> list[str]:
+    """What the child logs for these ops, read intact and in order."""
+    return [f"{number} {len(blob)} {zlib.crc32(blob)}" for number, blob in ops]
 
 
 @contextlib.contextmanager
@@ -69,9 +75,10 @@ def _writer(log, pause: float):
         writer.close()
 
 
-async def test_the_event_loop_never_waits_for_a_full_pipe(tmp_path):
-    # 200 ops of 20 KB are 4 MB, four times what the pipe holds, while the child sleeps: submit
-    # must return at once, and the loop writes the rest when the pipe drains.
+async def test_the_event_loop_never_waits_for_a_full_pipe(tmp_path, monkeypatch):
+    # 200 ops of 20 KB are 4 MB, twice what the ring and the pipe hold, while the child sleeps:
+    # submit must return at once, and the loop writes the rest when the pipe drains.
+    monkeypatch.setattr(writer_module, "RING_BYTES", 1 << 20)
     log = tmp_path / "ops.txt"
     with _writer(log, 1.5) as writer:
         ops = _ops(200)
@@ -87,17 +94,39 @@ async def test_the_event_loop_never_waits_for_a_full_pipe(tmp_path):
             await asyncio.sleep(0.05)  # the loop, not a thread, writes the backlog
         assert not writer._backlog
         writer.flush()
-        assert log.read_text().splitlines() == [f"{n} 20000" for n in range(200)]
+        assert log.read_text().splitlines() == _logged(ops)
 
 
-def test_without_an_event_loop_a_full_pipe_is_written_before_submit_returns(tmp_path):
+def test_without_an_event_loop_a_full_pipe_is_written_before_submit_returns(tmp_path, monkeypatch):
+    monkeypatch.setattr(writer_module, "RING_BYTES", 1 << 20)
     log = tmp_path / "ops.txt"
     with _writer(log, 0.5) as writer:
         for op in _ops(200):
             writer.submit(op)
         assert not writer._backlog
         writer.flush()
-        assert log.read_text().splitlines() == [f"{n} 20000" for n in range(200)]
+        assert log.read_text().splitlines() == _logged(_ops(200))
+
+
+@pytest.mark.parametrize("ring", [None, 100_003, 8 << 20], ids=["no ring", "small ring", "default ring"])
+def test_ops_arrive_intact_and_in_order_through_the_ring_and_the_pipe(tmp_path, monkeypatch, ring):
+    # A small ring of an odd size: ops wrap around its end, and those that find it full go through
+    # the pipe whole, between ops that went through the ring. Without memfd there is no ring.
+    if ring is None:
+        monkeypatch.setattr(writer_module._Ring, "create", classmethod(lambda cls, size: None))
+    else:
+        monkeypatch.setattr(writer_module, "RING_BYTES", ring)
+    log = tmp_path / "ops.txt"
+    ops = _ops(300, size=9_000) + [(300, b"x" * 200_000)] + _ops(50, size=30_000)  # one op bigger than the ring
+    with _writer(log, 0.2) as writer:
+        assert (writer._ring is None) == (ring is None)
+        for start in range(0, len(ops), 8):  # in waves, so the child hands space back in between
+            for op in ops[start:start + 8]:
+                writer.submit(op)
+            writer.flush()
+        if ring is not None:
+            assert writer._ring_head > min(ring, 1_000_000)  # used, and the small one went round
+    assert log.read_text().splitlines() == _logged(ops)
 
 
 def test_ops_to_a_dead_writer_are_refused(tmp_path):
@@ -111,6 +140,7 @@ def test_ops_to_a_dead_writer_are_refused(tmp_path):
 
 async def test_a_writer_too_far_behind_refuses_new_ops(tmp_path, monkeypatch):
     monkeypatch.setattr(writer_module, "MAX_BACKLOG", 2_000_000)
+    monkeypatch.setattr(writer_module, "RING_BYTES", 1 << 20)
     with _writer(tmp_path / "ops.txt", 3.0) as writer:
         ops = _ops(300)
         writer.submit(ops[0])
