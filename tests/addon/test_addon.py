@@ -90,6 +90,25 @@ def test_miss_is_recorded_then_answered_from_the_cache(cache):
     assert stored(cache) == 1 and cache.store.stats()["hits"] == 1
 
 
+@pytest.mark.parametrize("status, body, headers", [
+    (200, b'{"id": "x"}', [("content-type", "application/json"), ("X-LLM-Cache", "HIT")]),
+    (200, b"data: [DONE]\n\n", [("content-type", "text/event-stream"), ("x-request-id", "r\u00e9")]),
+    (504, b'{"error": {}}', [("content-type", "application/json"), ("x-should-retry", "false")]),
+    (299, b"", []),  # a status without a reason phrase
+    (200, b"plain", [("content-encoding", "gzip")]),  # make compresses it: left to make
+    (200, b"plain", [("transfer-encoding", "chunked")]),  # no content-length: left to make
+])
+def test_answers_are_the_responses_mitmproxy_would_make(status, body, headers):
+    made = llm_addon._response(status, body, headers)
+    expected = http.Response.make(status, body, http.Headers([(n.encode(), v.encode()) for n, v in headers]))
+    state, expected_state = made.get_state(), expected.get_state()
+    for moment in ("timestamp_start", "timestamp_end"):
+        assert abs(state.pop(moment) - expected_state.pop(moment)) < 5
+    assert state == expected_state
+    assert made.content == body
+    assert made.data is not llm_addon._MADE.data and llm_addon._MADE.status_code == 200  # the template is untouched
+
+
 @pytest.mark.parametrize(
     "flow",
     [
