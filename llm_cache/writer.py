@@ -287,7 +287,7 @@ class _Ring:
             fd = os.memfd_create("llm-cache-writer", os.MFD_CLOEXEC)
             os.ftruncate(fd, size)
             return cls(fd, size)
-        except OSError as e:
+        except (OSError, ValueError) as e:
             logger.info("llm-cache: no shared memory for the writer (%s); ops go through its pipe", e)
             return None
 
@@ -347,7 +347,9 @@ class _Frames:
         view = memoryview(self._buffer)
         while len(view) - at >= _HEADER:
             size = int.from_bytes(view[at:at + _HEADER], "big")
-            if size & _IN_RING and self._ring is not None:
+            if size & _IN_RING:
+                if self._ring is None:
+                    raise RuntimeError("an op in a ring this writer was not given")
                 size &= ~_IN_RING
                 ops.append(pickle.loads(self._ring.take(self.ring_tail, size)))
                 self.ring_tail += size
