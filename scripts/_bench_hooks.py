@@ -6,7 +6,10 @@ responseheaders, response) under mitmproxy's test context, against a SQLite cach
 directory, each answered by a small completion and recorded. Flows are built first; the loop then
 only runs the hooks. Reported: the hooks' time on the calling thread (median, quartiles) and the
 process's CPU per miss, all threads included, from the first measured miss until every record has
-been handed to the writer process (whose own CPU is not included).
+been handed to the writer process (whose own CPU is not included). The misses come faster than the
+writer commits them, so past the first few hundred their records go through the writer's pipe
+rather than its shared-memory ring, as in a long burst: that part of a miss costs more here than
+under the proxy's steady load.
 
 An A/B of two checkouts is this, run alternately in each, a few times.
 """
