@@ -149,9 +149,10 @@ class ProcessWriter:
             in_ring = self._ring is not None and size <= self._ring.size - (self._ring_head - self._ring_freed)
             frame: list[bytes | memoryview] = (
                 [(size | _IN_RING).to_bytes(_HEADER, "big")] if in_ring else [size.to_bytes(_HEADER, "big"), payload])
-            framed = _HEADER if in_ring else _HEADER + size
-            if self._backlog_bytes + framed > MAX_BACKLOG:  # refused before the ring is touched: the
-                raise RuntimeError(f"the writer process is over {MAX_BACKLOG >> 20} MB behind")  # child counts on it
+            framed = sum(len(part) for part in frame)
+            # Refused before the ring is touched: the child takes ring bytes in the order headers arrive.
+            if self._backlog_bytes + framed > MAX_BACKLOG:
+                raise RuntimeError(f"the writer process is over {MAX_BACKLOG >> 20} MB behind")
             if in_ring:
                 self._ring.put(self._ring_head, payload)  # type: ignore[union-attr]
                 self._ring_head += size
