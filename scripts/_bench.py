@@ -7,6 +7,9 @@ reverse HTTPS listener (TLS keep-alive between client and proxy):
   llm-cache addon.py on a SQLite file pre-filled with --entries entries
 wrk (one thread, keep-alive connections) is the load; a small asyncio server is the upstream, fast
 enough that the proxies, not it, are what is measured. Requests carry a --body-kb chat body.
+
+--misses measures instead where a miss's cost goes: bare mitmproxy against llm-cache with
+llm_cache_mode off, readonly and record (miss_breakdown).
 """
 
 import argparse
@@ -267,11 +270,13 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--hooks", type=int, metavar="N", help="instead: N fresh misses through the addon's hooks "
                         "in-process (scripts/_bench_hooks.py), steadier than the proxies for an A/B")
+    parser.add_argument("--misses", action="store_true", help="instead: where a miss's cost goes: fresh misses "
+                        "through bare mitmproxy and through llm-cache with llm_cache_mode off, readonly and record")
     args = parser.parse_args()
     if args.hooks:
-        from _bench_hooks import measure
+        from _bench_hooks import measure as measure_hooks
 
-        measure(args.hooks, args.body_kb)
+        measure_hooks(args.hooks, args.body_kb)
         return
     if shutil.which("wrk") is None:
         sys.exit("scripts/bench needs wrk (Debian: apt-get install wrk)")
@@ -296,6 +301,9 @@ def main() -> None:
         })
 
         refs = str(ROOT / "scripts" / "bench_addons.py")
+        if args.misses:
+            miss_breakdown(args, folder, upstream_port, refs, proxies)
+            return
 
         def lag(name: str) -> list[str]:
             return ["--set", f"bench_loop_lag={folder / f'lag-{name}.json'}"]
@@ -311,17 +319,11 @@ def main() -> None:
         def run(proxy: Proxy, tls: bool, body: str, unique: bool = False) -> dict:
             if tls:
                 url, path = f"https://127.0.0.1:{proxy.https_port}", "/v1/chat/completions"
-            elif proxy is bare or unique:
-                url = f"http://127.0.0.1:{proxy.http_port}"
-                path = f"http://127.0.0.1:{upstream_port}/v1/chat/completions"
+            elif unique:
+                return measure_misses(proxy, upstream_port, args, folder)
             else:
                 url, path = f"http://127.0.0.1:{proxy.http_port}", "http://api.openai.com/v1/chat/completions"
-            opts = dict(unique=unique, connections=args.connections, folder=folder, pid=proxy.proc.pid)
-            wrk(url, path, folder / body, seconds=1, **opts)  # warm-up
-            started = time.time()
-            result = wrk(url, path, folder / body, seconds=args.seconds, **opts)
-            result["window"] = (proxy.name, started, time.time())
-            return result
+            return measure(proxy, url, path, body, args, folder, unique=False)
 
         scenarios = {
             "ceiling, HTTPS (fixed response)": (fixed, True, "hit.json", False),
@@ -362,6 +364,68 @@ def main() -> None:
             proxy.stop()
         stop_pid(upstream)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def measure(proxy: Proxy, url: str, path: str, body: str, args: argparse.Namespace, folder: Path, *,
+            unique: bool) -> dict:
+    """One measured wrk run after a 1 s warm-up; `window` says when, for the loop-lag samples."""
+    opts = dict(unique=unique, connections=args.connections, folder=folder, pid=proxy.proc.pid)
+    wrk(url, path, folder / body, seconds=1, **opts)  # warm-up
+    started = time.time()
+    result = wrk(url, path, folder / body, seconds=args.seconds, **opts)
+    result["window"] = (proxy.name, started, time.time())
+    return result
+
+
+def measure_misses(proxy: Proxy, upstream_port: int, args: argparse.Namespace, folder: Path) -> dict:
+    """Requests with a body never seen before, through the proxy's plain HTTP listener to the upstream."""
+    return measure(proxy, f"http://127.0.0.1:{proxy.http_port}", f"http://127.0.0.1:{upstream_port}/v1/chat/completions",
+                   "miss.json", args, folder, unique=True)
+
+
+MISS_MODES = {
+    "off": "the addon loaded, every hook returning at once",
+    "readonly": "each miss recognised, keyed and looked up; nothing recorded, so no secret scan",
+    "record": "as the product runs: also scanned, validated and handed to the writer",
+}
+
+
+def miss_breakdown(args: argparse.Namespace, folder: Path, upstream_port: int, refs: str,
+                   proxies: list[Proxy]) -> None:
+    """scripts/bench --misses: what a miss costs the proxy beyond passthrough, step by step. Bare
+    mitmproxy and llm-cache in each of MISS_MODES (each on its own copy of the pre-filled cache),
+    measured in interleaved rounds like the main run."""
+    scenarios = {"passthrough (bare mitmproxy)": Proxy("bare", folder, ["-s", refs])}
+    proxies.append(scenarios["passthrough (bare mitmproxy)"])
+    for mode in MISS_MODES:
+        db = folder / f"cache-{mode}.sqlite3"
+        shutil.copyfile(folder / "cache.sqlite3", db)
+        proxy = Proxy(mode, folder, ["-s", str(ROOT / "addon.py"), "-s", refs, "--set", f"llm_cache_db=sqlite:///{db}",
+                                     "--set", f"llm_cache_mode={mode}"])
+        proxies.append(proxy)
+        scenarios[f"llm-cache, llm_cache_mode={mode}"] = proxy
+    rounds: dict[str, list[dict]] = {name: [] for name in scenarios}
+    for number in range(args.rounds):
+        print(f"round {number + 1} of {args.rounds} ...", file=sys.stderr)
+        for name, proxy in scenarios.items():
+            rounds[name].append(measure_misses(proxy, upstream_port, args, folder))
+    results = {name: median_round(runs) for name, runs in rounds.items()}
+    bare = results["passthrough (bare mitmproxy)"]
+    print(f"\nllm-cache miss breakdown: {os.cpu_count()} cores, wrk -t1 -c{args.connections}, {args.rounds} rounds of "
+          f"{args.seconds} s, fresh {args.body_kb} KB chat bodies, {args.entries} entries in the cache "
+          "(median round)\n")
+    print(f"| {'scenario':<36} | {'req/s':>6} | {'min-max req/s':>13} | {'p50 ms':>6} | {'proxy CPU/req':>13} | "
+          f"{'CPU over bare':>13} | {'req/s ratio':>11} | {'CPU ratio':>9} |")
+    print(f"|{'-' * 38}|{'-' * 8}|{'-' * 15}|{'-' * 8}|{'-' * 15}|{'-' * 15}|{'-' * 13}|{'-' * 11}|")
+    for name, r in results.items():
+        spread = f"{r['spread'][0]:.0f}-{r['spread'][1]:.0f}"
+        print(f"| {name:<36} | {r['rps']:>6.0f} | {spread:>13} | {r['p50_ms']:>6.2f} | {r['cpu_us']:>10.0f} us | "
+              f"{r['cpu_us'] - bare['cpu_us']:>+10.0f} us | {r['rps'] / bare['rps']:>11.1%} | "
+              f"{bare['cpu_us'] / r['cpu_us']:>9.1%} |")
+    print("\n" + "\n".join(f"  {mode:<9} {what}" for mode, what in MISS_MODES.items()))
+    print("The target for misses is record's req/s ratio: at least 90% of bare passthrough.")
+    if args.json:
+        args.json.write_text(json.dumps({"results": results}, indent=2, default=str))
 
 
 def attach_loop_lag(rounds: dict[str, list[dict]], results: dict[str, dict], folder: Path) -> None:
