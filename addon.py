@@ -54,7 +54,7 @@ _DEFAULT = policy.Settings()  # the defaults live there, once
 # (name, type, default, help): every option of the cache; policy.settings_from parses them.
 OPTIONS: tuple[tuple[str, type, Any, str], ...] = (
     ("mode", str, _DEFAULT.mode.value,
-     "record (answer hits, record misses), replay (never go upstream: a miss is a 504 "
+     "record (answer hits, record misses), replay (never go upstream: a miss is a 400 "
      "naming the closest stored request), refresh (always go upstream and overwrite), readonly (never write), "
      "writeonly (never answer from the cache) or off."),
     ("ttl", int, _DEFAULT.ttl,
@@ -80,11 +80,17 @@ OPTIONS: tuple[tuple[str, type, Any, str], ...] = (
     ("samples", int, _DEFAULT.samples,
      "Record up to N responses per request; the n-th identical request of a run gets the "
      "n-th recorded response, then they wrap."),
-    ("ignore_fields", Sequence[str], [], "Further body fields left out of keys, as dotted paths (metadata.user_id); "
-     "metadata, user, prompt_cache_key, safety_identifier, store, service_tier, user_prompt_id and "
-     "request.session_id always are."),
+    ("ignore_fields", Sequence[str], [], "Further body fields left out of keys, as paths (metadata.user_id, "
+     "input[*].id); metadata, user, prompt_cache_key, safety_identifier, store, service_tier, user_prompt_id "
+     "and request.session_id always are."),
     ("normalise", Sequence[str], [], "Regular expressions whose matches in request text are replaced before "
      "keying (timestamps, temp paths, UUIDs)."),
+    ("portable", bool, _DEFAULT.key_rules.portable,
+     "Agent profiles leave dates, the working directory and HOME out of keys, so a run recorded on one "
+     "machine and day replays on another. Off: they are keyed."),
+    ("profiles", str, "",
+     "Agent profiles added to or overriding the built-in ones (claude-code, codex, gemini-cli): YAML "
+     "text, or the path of a .yaml file. See the README's Agents section."),
     ("scope", str, _DEFAULT.scope.value,
      "global (one shared cache) or credential (entries kept apart per API key, by an "
      "HMAC of it; never the key itself)."),
@@ -181,8 +187,9 @@ class LLMCache:
         if has_own_headers(name for name, _ in fields):  # the cache's business only: no provider sees them
             for name in OWN_HEADERS:
                 request.headers.pop(name, None)
+        profile = self.settings.key_rules.profiles.recognise(route.family, {n.lower(): v for n, v in fields})
         flow.metadata[META] = state = {  # plain data: flows are saved with it
-            "route": route, "target": target, "controls": controls,
+            "route": route, "target": target, "controls": controls, "profile": profile,
             "partition": self._partition(controls.namespace, request.headers, query),
         }
         if route.family in PASSED_THROUGH:
@@ -205,7 +212,7 @@ class LLMCache:
                 reason = f"request over llm_cache_max_request_bytes ({len(raw)} bytes)"
                 state.update(status=Status.BYPASS, reason=reason)
                 return None
-            facts = self._memo.facts(state["route"], raw)
+            facts = self._memo.facts(state["route"], raw, state["profile"])
             if facts is not None and facts.has_controls:
                 flow.request.content = keys.without_controls(raw)  # a provider must never see "cache": false
         except Exception as e:  # undecodable, not JSON, nested past any sane depth: not ours to judge
@@ -268,11 +275,12 @@ class LLMCache:
         state = flow.metadata[META]
         target = state["target"]
         try:
-            body = canonical_form(keys.parse_json(_content(flow.request)),
-                                       self.settings.key_rules)
+            rules, family = self.settings.key_rules, state["route"].family
+            body = canonical_form(keys.parse_json(_content(flow.request)), rules, family=family,
+                                  profile=state["profile"])
             candidates = (
-                (key, created_at, unpack_request(packed, self.settings.key_rules)["body"])
-                for key, created_at, packed in store.recent_requests(state["route"].family, target.host)
+                (key, created_at, unpack_request(packed, rules, family)["body"])
+                for key, created_at, packed in store.recent_requests(family, target.host)
             )
             closest = describe(nearest(body, candidates))
         except Exception as e:
@@ -282,7 +290,7 @@ class LLMCache:
         why = "llm_cache_mode is replay" if replaying else "Cache-Control: only-if-cached"
         message = (f"llm-cache: this request ({model} at {target.url}) is not in the cache and {why}, so it was not "
                    f"sent upstream. {closest}")
-        answer = answers.replay_miss(state["route"].family, message)
+        answer = answers.replay_miss(state["route"].family, message, only_if_cached=not replaying)
         self._respond(flow, answer, Status.MISS, key=state["key"], reason=why)
         state["status"] = "REPLAY_MISS"  # answered here: nothing for the response hooks to record
         _mark(flow, MARK_NOT_STORED, f"llm-cache MISS {state['key'][:12]} not in cache ({why})")
@@ -321,7 +329,7 @@ class LLMCache:
         if not state or response is None or state.get("status") not in (Status.MISS, Status.BYPASS):
             return
         status = state["status"]
-        _add_headers(response.headers, status_headers(status, reason=state.get("reason"),
+        _add_headers(response.headers, status_headers(status, key=state.get("entry"), reason=state.get("reason"),
                                                       compat=self.settings.compat_headers))
         success = 200 <= response.status_code < 300
         # A stream by its type, or (Gemini's JSON array) because the request asked for one.
@@ -342,16 +350,26 @@ class LLMCache:
         if stale is not None and flow.response.status_code in STALE_STATUSES and self._serve_stale(flow, stale):
             return
         outcome = self._record(flow, state)
-        state["store"] = outcome
         if not isinstance(flow.response.stream, StreamTee):  # a streamed response's headers are gone
             _add_headers(flow.response.headers, store_headers(outcome, compat=self.settings.compat_headers))
+        self._recorded(flow, state, outcome)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        """A stream can end in an error after its answer is complete: the Codex CLI resets its HTTP/2
+        stream as soon as it has `response.completed`, before the upstream body ends. A stream whose
+        terminal event passed is stored all the same; one that never reached it never is."""
+        self._stale.pop(flow.id, None)
+        state = flow.metadata.get(META)
+        if (state and state.get("status") == Status.MISS and "store" not in state and flow.response is not None
+                and isinstance(flow.response.stream, StreamTee)):
+            self._recorded(flow, state, self._record(flow, state, ended_early=True))
+
+    def _recorded(self, flow: http.HTTPFlow, state: dict, outcome: str) -> None:
+        state["store"] = outcome
         mark = MARK_STORED if outcome == "stored" else MARK_NOT_STORED
         _mark(flow, mark, f"llm-cache MISS {state['key'][:12]} {outcome}")
 
-    def error(self, flow: http.HTTPFlow) -> None:
-        self._stale.pop(flow.id, None)
-
-    def _record(self, flow: http.HTTPFlow, state: dict) -> str:
+    def _record(self, flow: http.HTTPFlow, state: dict, *, ended_early: bool = False) -> str:
         """Hand a complete success to the store; say what happened, as X-LLM-Cache-Store does."""
         response = flow.response
         assert response is not None
@@ -364,9 +382,11 @@ class LLMCache:
         tee = response.stream if isinstance(response.stream, StreamTee) else None
         try:
             if tee is not None:
-                if tee.problem or not tee.finished:
+                if tee.problem or not (tee.finished or ended_early):
                     return f"skipped: {tee.problem or 'stream did not finish'}"
                 body = bytes(tee.body)
+                if ended_early and (problem := answers.early_end_problem(family, body)):
+                    return f"skipped: {problem}"
             else:
                 body = _content(response)
             fields = _text_fields(response.headers)
@@ -391,6 +411,7 @@ class LLMCache:
                 request_body=request_body, status=response.status_code,
                 headers=headers, body=body, is_stream=is_stream, now=now,
                 expires_at=now + controls.ttl if controls.ttl else None, sample=state["sample"], tags=controls.tags,
+                profile=state["profile"],
             ))
         except Exception as e:
             self._failures.passed_through("recording the response", e)

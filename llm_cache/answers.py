@@ -85,21 +85,29 @@ def _typed(headers: list[tuple[str, str]], wire: Wire) -> list[tuple[str, str]]:
     return [(n, v) for n, v in headers if n.lower() != "content-type"] + [("content-type", CONTENT_TYPES[wire])]
 
 
-def replay_miss(family: Family, message: str) -> Answer:
-    """A replay-only miss, failing loudly: 504 (RFC 9111's answer to only-if-cached) with an error
-    body in the provider's own shape, so the SDK shows the message, and `x-should-retry: false` so
-    the OpenAI and Anthropic SDKs do not retry it."""
+def replay_miss(family: Family, message: str, *, only_if_cached: bool = False) -> Answer:
+    """A miss that may not go upstream, failing loudly in the provider's own error shape, so the
+    client shows the message, and never retried.
+
+    In replay mode this is a 400: measured with the real clients, every agent retries a 5xx whatever
+    `x-should-retry` says (the Codex CLI 30 times over 25 s, the Gemini CLI for 5 minutes) and
+    shows a 400's message at once. The OpenAI error code `invalid_prompt` is the one the Codex CLI
+    prints as it is; the others wrap or replace the message. A request that itself asked for
+    `Cache-Control: only-if-cached` gets RFC 9111's 504, with `x-should-retry: false` for the SDKs."""
+    status = 504 if only_if_cached else 400
     error: dict
     if family.provider == "anthropic":
         error = {"type": "error", "error": {"type": "cache_miss", "message": message}}
     elif family.provider == "gemini":
-        error = {"error": {"code": 504, "message": message, "status": "DEADLINE_EXCEEDED"}}
+        error = {"error": {"code": status, "message": message,
+                           "status": "DEADLINE_EXCEEDED" if only_if_cached else "INVALID_ARGUMENT"}}
     elif family.provider == "ollama":
         error = {"error": message}
     else:
-        error = {"error": {"message": message, "type": "cache_miss", "param": None, "code": "llm_cache_miss"}}
+        error = {"error": {"message": message, "type": "invalid_request_error", "param": None,
+                           "code": "llm_cache_miss" if only_if_cached else "invalid_prompt"}}
     headers = [("content-type", JSON_CONTENT_TYPE), ("x-should-retry", "false")]
-    return Answer(504, headers, orjson.dumps(error))
+    return Answer(status, headers, orjson.dumps(error))
 
 
 def storage_problem(family: Family, status: int, body: bytes, *, is_stream: bool) -> str | None:
@@ -109,6 +117,15 @@ def storage_problem(family: Family, status: int, body: bytes, *, is_stream: bool
     if is_stream:
         return formats.stream_problem(family, body)
     return formats.json_problem(family, body)
+
+
+def early_end_problem(family: Family, body: bytes) -> str | None:
+    """Why a stream that ended in an error (the client or the connection went first) must not be
+    stored even if it passes storage_problem: an OpenAI-style chunk stream is complete only once
+    `[DONE]` has passed (a finish_reason chunk may still be followed by the usage chunk)."""
+    if family in (Family.OPENAI_CHAT, Family.OPENAI_COMPLETIONS) and not body.rstrip().endswith(b"data: [DONE]"):
+        return "stream ended before [DONE]"
+    return None
 
 
 def make_record(
@@ -126,6 +143,7 @@ def make_record(
     expires_at: float | None = None,
     sample: int = 0,
     tags: tuple[str, ...] = (),
+    profile: str = "",
 ) -> Record:
     return Record(
         key=key,
@@ -143,4 +161,5 @@ def make_record(
         expires_at=expires_at,
         sample=sample,
         tags=tags,
+        profile=profile,
     )

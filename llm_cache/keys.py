@@ -18,12 +18,13 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from llm_cache.endpoints import Route, has_expected_shape, model_of, streams
+from llm_cache.endpoints import Family, Route, has_expected_shape, model_of, streams
 from llm_cache.normalise import DEFAULT_RULES, KeyRules, canonical_form, is_control_field
 from llm_cache.secrets import SecretScanner
 
 # Bump when anything below changes what a key means; tests/unit/test_keys.py pins a golden key.
-KEY_SCHEME = "llm-cache/1"
+# 2: tool-call ids renumbered only where the protocol pairs them, agent profiles, NaN kept apart from null.
+KEY_SCHEME = "llm-cache/2"
 
 # Request headers that change what the model does, so they are part of the key.
 KEYED_HEADERS = ("anthropic-beta", "anthropic-version", "openai-beta")
@@ -109,23 +110,26 @@ def parse_json(raw: bytes) -> Any:
         return json.loads(raw)
 
 
-def canonical_body(body: dict[str, Any], rules: KeyRules = DEFAULT_RULES) -> bytes:
+def canonical_body(body: dict[str, Any], rules: KeyRules = DEFAULT_RULES, *, family: Family | None = None,
+                   profile: str = "") -> bytes:
     """Sorted, compact JSON of a body's canonical form: what its key digests."""
-    return canonical_json(canonical_form(body, rules))
+    return canonical_json(canonical_form(body, rules, family=family, profile=profile))
 
 
 def canonical_json(value: Any) -> bytes:
     try:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    except TypeError:  # integers beyond 64 bits
+    except TypeError:  # integers beyond 64 bits, or NaN / Infinity (normalise.NonFinite): written as JSON5 does
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def body_facts(
     route: Route, body: Any, rules: KeyRules = DEFAULT_RULES, scanner: SecretScanner | None = None,
+    profile: str = "",
 ) -> BodyFacts | None:
     """Key-relevant facts of a parsed body, or None when it is not the call its path suggests.
-    With a scanner, also whether the body carries a credential (so the body is parsed once)."""
+    With a scanner, also whether the body carries a credential (so the body is parsed once).
+    `profile`: the agent profile the request was recognised as (llm_cache.profiles)."""
     if not has_expected_shape(route, body):
         return None
     stream_options = body.get("stream_options")
@@ -136,7 +140,7 @@ def body_facts(
     elif "cache_control" in controls and body["cache_control"].get("enabled") is False:
         bypass = '"cache_control": {"enabled": false}'
     return BodyFacts(
-        digest=hashlib.sha256(canonical_body(body, rules)).hexdigest(),
+        digest=hashlib.sha256(canonical_body(body, rules, family=route.family, profile=profile)).hexdigest(),
         model=model_of(route, body),
         stream=streams(route, body),
         include_usage=isinstance(stream_options, dict) and stream_options.get("include_usage") is True,
@@ -182,21 +186,21 @@ class BodyMemo:
         self._bytes = 0
         self.rules = rules
         self.scanner = scanner
-        self._facts: OrderedDict[tuple[Route, bytes], BodyFacts | None] = OrderedDict()
+        self._facts: OrderedDict[tuple[Route, str, bytes], BodyFacts | None] = OrderedDict()
 
-    def facts(self, route: Route, raw: bytes) -> BodyFacts | None:
-        """Facts of a raw (decoded) body; raises ValueError when it is not JSON."""
-        memo_key = (route, raw)
+    def facts(self, route: Route, raw: bytes, profile: str = "") -> BodyFacts | None:
+        """Facts of a raw (decoded) body; raises ValueError when it is not JSON or nested too deep."""
+        memo_key = (route, profile, raw)
         try:
             self._facts.move_to_end(memo_key)
             return self._facts[memo_key]
         except KeyError:
             pass
-        facts = body_facts(route, parse_json(raw), self.rules, self.scanner)
+        facts = body_facts(route, parse_json(raw), self.rules, self.scanner, profile)
         if len(raw) <= self._max_bytes // 8:  # a few huge bodies must not push out everything else
             self._facts[memo_key] = facts
             self._bytes += len(raw)
             while len(self._facts) > self._size or self._bytes > self._max_bytes:
-                (_, forgotten), _ = self._facts.popitem(last=False)
+                (_, _, forgotten), _ = self._facts.popitem(last=False)
                 self._bytes -= len(forgotten)
         return facts

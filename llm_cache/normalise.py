@@ -1,54 +1,75 @@
 """Agent-proof keys: the volatile parts of an agent's request, taken out of what its key digests.
 
 An exact cache misses on real agents: the ids a model made up for its tool calls differ on every
-run, Claude Code's billing line carries a per-request hash, SDKs attach user ids and metadata, and
-prompts quote timestamps and temp paths. `canonical_form` removes or replaces all of these in one
-walk over the parsed body; the stored request keeps what was actually sent.
+run, agents stamp requests with session ids and prompt ids, and prompts quote the date, the working
+directory and tool timings. `canonicalise` builds the body a key digests, in this order:
+
+1. transport fields (`stream`), control fields (`"cache": false`) and ignored fields dropped;
+2. integral floats written as ints (`1.0` is `1`); NaN, Infinity and -Infinity kept apart from
+   each other and from null;
+3. tool-call ids renumbered where the protocol pairs a call with its result (llm_cache.references);
+4. the agent's profile applied, if the request came from a known agent (llm_cache.profiles): its
+   volatile fields and text, and with `llm_cache_portable` its dates and paths;
+5. the user's own `llm_cache_normalise` patterns, in every string.
+
+Nothing else is touched: an id inside a tool's arguments, a schema or the user's text is data. The
+stored request keeps what was actually sent.
 """
 
-import re
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Any
+
+from llm_cache import paths, references
+from llm_cache.endpoints import Family
+from llm_cache.profiles import NO_PROFILES, Profiles
 
 # Body fields that say how the answer is delivered (or, for Ollama's keep_alive, how long the model
 # stays loaded afterwards); a JSON request and a stream share a key.
 TRANSPORT_FIELDS = frozenset({"stream", "stream_options", "keep_alive"})
 
-# Who asks and how the provider bills or retains it, not what is asked. The Gemini CLI numbers each
-# prompt (user_prompt_id) and session (request.session_id).
-DEFAULT_IGNORED_FIELDS: tuple[tuple[str, ...], ...] = tuple(
-    (name,) for name in ("metadata", "user", "prompt_cache_key", "safety_identifier", "store", "service_tier",
-                         "user_prompt_id")
-) + (("request", "session_id"),)
+# Who asks and how the provider bills or retains it, not what is asked. Code Assist's envelope (the
+# Gemini CLI's /v1internal) numbers each prompt and session.
+DEFAULT_IGNORED_FIELDS: tuple[paths.Path, ...] = tuple(
+    paths.parse(name) for name in ("metadata", "user", "prompt_cache_key", "safety_identifier", "store",
+                                   "service_tier", "user_prompt_id", "request.session_id")
+)
 
-# Keys whose string value is always a tool-call id, and id prefixes the providers generate.
-_CALL_ID_KEYS = frozenset({"tool_call_id", "tool_use_id", "call_id"})
-_TOOL_ITEM_TYPES = frozenset({"function", "tool_use", "server_tool_use", "function_call", "custom_tool_call"})
-_GENERATED_ID = re.compile(r"(?:call|toolu|srvtoolu|fc|ctc)_[A-Za-z0-9_-]{4,}")
-
-# Claude Code puts "x-anthropic-billing-header: cc_version=...; cch=<hex>;" in its system prompt;
-# cch changes on every request.
-_BILLING = re.compile(r"(x-anthropic-billing-header:[^\n]*?\bcch=)[0-9A-Za-z]+")
-
-_SAFE_INT = 2**53  # floats beyond this are not exactly representable as ints anyway
+MAX_DEPTH = 256  # deeper bodies are not LLM calls anyone sends; they pass through uncached
 
 
 @dataclass(frozen=True)
 class KeyRules:
-    ignored: tuple[tuple[str, ...], ...] = DEFAULT_IGNORED_FIELDS  # dotted paths, split
-    normalisers: tuple[re.Pattern[str], ...] = ()  # user regexes; each match becomes "<norm>"
+    ignored: tuple[paths.Path, ...] = DEFAULT_IGNORED_FIELDS
+    normalisers: tuple[Any, ...] = ()  # compiled user regexes; each match becomes "<norm>"
+    profiles: Profiles = field(default_factory=lambda: NO_PROFILES)
+    portable: bool = True  # apply the profiles' date and path rules
 
 
 DEFAULT_RULES = KeyRules()
 
 
-def canonical_form(body: dict[str, Any], rules: KeyRules = DEFAULT_RULES) -> dict[str, Any]:
-    """A request body as its key sees it: transport, control and ignored fields dropped, integral
-    floats as ints, tool-call ids numbered in order of appearance, volatile text normalised."""
+class NonFinite(float):
+    """NaN, Infinity or -Infinity in a canonical body: JSON has no such values, and orjson would
+    write each as null, so they are written apart (llm_cache.keys.canonical_json)."""
+
+
+def canonical_form(body: dict[str, Any], rules: KeyRules = DEFAULT_RULES, *, family: Family | None = None,
+                   profile: str = "") -> dict[str, Any]:
+    """A request body as its key sees it (see the module's docstring). Raises ValueError for a
+    body nested deeper than MAX_DEPTH."""
     kept = {k: v for k, v in body.items() if k not in TRANSPORT_FIELDS and not is_control_field(k, v)}
+    form = _copy(kept, 0)
     for path in rules.ignored:
-        _drop(kept, path)
-    return _Walk(rules.normalisers).value(kept)
+        paths.remove(form, path)
+    references.renumber(form, family)
+    chosen = rules.profiles.get(profile)
+    if chosen is not None:
+        form = chosen.apply(form, portable=rules.portable)
+    if rules.normalisers:
+        patterns = rules.normalisers
+        form = paths.map_all(form, lambda text: _normalised(text, patterns))
+    return form
 
 
 def is_control_field(name: str, value: Any) -> bool:
@@ -59,50 +80,23 @@ def is_control_field(name: str, value: Any) -> bool:
     return name == "cache_control" and isinstance(value, dict) and "enabled" in value
 
 
-def _drop(body: dict[str, Any], path: tuple[str, ...]) -> None:
-    """Remove a dotted path; the parents it passes through are copied, never the caller's."""
-    head, *rest = path
-    if head not in body:
-        return
-    if not rest:
-        del body[head]
-    elif isinstance(body[head], dict):
-        body[head] = dict(body[head])
-        _drop(body[head], tuple(rest))
-
-
-class _Walk:
-    def __init__(self, normalisers: tuple[re.Pattern[str], ...]) -> None:
-        self.normalisers = normalisers
-        self.ids: dict[str, str] = {}
-
-    def value(self, value: Any) -> Any:
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, dict):
-            return self.mapping(value)
-        if isinstance(value, list):
-            return [self.value(v) for v in value]
-        if isinstance(value, float) and value.is_integer() and abs(value) < _SAFE_INT:
+def _copy(value: Any, depth: int) -> Any:
+    """A deep copy, with integral floats as ints and non-finite floats marked."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"the body is nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        return {k: _copy(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v, depth + 1) for v in value]
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return NonFinite(value)
+        if value.is_integer() and abs(value) < 2**53:  # beyond 2**53 a float is no exact int anyway
             return int(value)
-        return value
+    return value
 
-    def mapping(self, value: dict[str, Any]) -> dict[str, Any]:
-        out = {}
-        is_tool_item = value.get("type") in _TOOL_ITEM_TYPES
-        for k, v in value.items():
-            is_id = isinstance(v, str) and (
-                k in _CALL_ID_KEYS or (k == "id" and (is_tool_item or _GENERATED_ID.fullmatch(v) is not None))
-            )
-            if is_id:
-                out[k] = self.ids.setdefault(v, f"<id:{len(self.ids) + 1}>")
-            else:
-                out[k] = self.value(v)
-        return out
 
-    def text(self, value: str) -> str:
-        if "x-anthropic-billing-header" in value:
-            value = _BILLING.sub(r"\1<cch>", value)
-        for pattern in self.normalisers:
-            value = pattern.sub("<norm>", value)
-        return value
+def _normalised(text: str, patterns: tuple[Any, ...]) -> str:
+    for pattern in patterns:
+        text = pattern.sub("<norm>", text)
+    return text

@@ -13,7 +13,7 @@ class Plan(NamedTuple):
     bypass: str | None  # the request passes through untouched by the cache, for this reason
     look_up: bool  # may be answered from the cache
     skip_store: str | None  # a miss is not recorded, for this reason (None: record it)
-    replay_only: bool  # never contact the upstream: a miss is a 504
+    replay_only: bool  # never contact the upstream: a miss fails loudly (answers.replay_miss)
 
 
 def bypass(reason: str) -> Plan:

@@ -11,12 +11,13 @@ from enum import StrEnum
 from fnmatch import fnmatchcase
 from typing import Any
 
+from llm_cache import paths, profiles
 from llm_cache.normalise import DEFAULT_IGNORED_FIELDS, KeyRules
 
 
 class Mode(StrEnum):
     RECORD = "record"  # answer hits, record misses
-    REPLAY = "replay"  # never contact an upstream: a miss is a 504 naming the closest stored request
+    REPLAY = "replay"  # never contact an upstream: a miss is a 400 naming the closest stored request
     REFRESH = "refresh"  # always go upstream and overwrite
     READONLY = "readonly"  # answer hits, never write
     WRITEONLY = "writeonly"  # never answer from the cache, record everything
@@ -74,7 +75,7 @@ class Settings:
     scope: Scope = Scope.GLOBAL
     compat_headers: bool = False
     refuse_websocket: bool = True  # Codex CLI: answer its WebSocket upgrade with 426 so it falls back to SSE
-    key_rules: KeyRules = field(default_factory=KeyRules)
+    key_rules: KeyRules = field(default_factory=lambda: KeyRules(profiles=profiles.load()))
 
     def refuses(self, host: str, model: str, family: str) -> str | None:
         """Why the allow/deny lists keep this call out of the cache, or None."""
@@ -114,14 +115,14 @@ def parse_patterns(option: str, values: Sequence[str]) -> tuple[re.Pattern[str],
     return tuple(patterns)
 
 
-def parse_paths(option: str, values: Sequence[str]) -> tuple[tuple[str, ...], ...]:
-    paths = []
+def parse_paths(option: str, values: Sequence[str]) -> tuple[paths.Path, ...]:
+    parsed = []
     for value in values:
-        parts = tuple(value.strip().split("."))
-        if not all(parts):
-            raise ValueError(f"{option}: {value!r} is not a dotted field path like metadata.user_id")
-        paths.append(parts)
-    return tuple(paths)
+        try:
+            parsed.append(paths.parse(value))
+        except ValueError as e:
+            raise ValueError(f"{option}: {e}") from None
+    return tuple(parsed)
 
 
 def settings_from(options: Mapping[str, Any]) -> Settings:
@@ -151,5 +152,7 @@ def settings_from(options: Mapping[str, Any]) -> Settings:
         key_rules=KeyRules(
             ignored=ignored,
             normalisers=parse_patterns("llm_cache_normalise", options["normalise"]),
+            profiles=profiles.load(options["profiles"]),
+            portable=options["portable"],
         ),
     )

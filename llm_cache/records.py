@@ -60,6 +60,7 @@ class Record(NamedTuple):
     expires_at: float | None = None  # set when the request gave a TTL (X-LLM-Cache-TTL)
     sample: int = 0  # which of a request's recorded responses this is (llm_cache_samples)
     tags: tuple[str, ...] = ()  # from X-LLM-Cache-Tags, for invalidation
+    profile: str = ""  # the agent profile the request was keyed with (llm_cache.profiles)
 
 
 def storage_fields(record: Record) -> dict[str, Any]:
@@ -70,21 +71,22 @@ def storage_fields(record: Record) -> dict[str, Any]:
     usage = formats.usage_of(Family(record.family), record.body, is_stream=record.is_stream)
     return {
         "headers": orjson.dumps(record.headers).decode(),
-        "request": pack_request(record.url, record.keyed_headers, record.request_body),
+        "request": pack_request(record.url, record.keyed_headers, record.request_body, record.profile),
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
     }
 
 
-def pack_request(url: str, keyed_headers: tuple[tuple[str, str], ...], body: bytes) -> bytes:
-    """zlib of {"url", "headers", "body"}, the body spliced in as sent (it parsed as JSON on the way in)."""
-    head = orjson.dumps({"url": url, "headers": dict(keyed_headers)})
+def pack_request(url: str, keyed_headers: tuple[tuple[str, str], ...], body: bytes, profile: str = "") -> bytes:
+    """zlib of {"url", "headers", "profile", "body"}, the body spliced in as sent (it parsed as JSON
+    on the way in)."""
+    head = orjson.dumps({"url": url, "headers": dict(keyed_headers), "profile": profile})
     return zlib.compress(head[:-1] + b',"body":' + body + b"}", 1)
 
 
-def unpack_request(blob: bytes, rules: KeyRules = DEFAULT_RULES) -> dict[str, Any]:
-    """The stored request of an entry, {"url", "headers", "body"}, with the body in the canonical
-    form its key was made from (llm_cache.normalise)."""
+def unpack_request(blob: bytes, rules: KeyRules = DEFAULT_RULES, family: Family | None = None) -> dict[str, Any]:
+    """The stored request of an entry, {"url", "headers", "profile", "body"}, with the body in the
+    canonical form its key was made from (llm_cache.normalise)."""
     document = keys.parse_json(zlib.decompress(blob))
-    document["body"] = canonical_form(document["body"], rules)
+    document["body"] = canonical_form(document["body"], rules, family=family, profile=document.get("profile", ""))
     return document

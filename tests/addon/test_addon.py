@@ -10,10 +10,11 @@ import orjson
 import pytest
 import zstandard
 from mitmproxy import exceptions, http
+from mitmproxy import flow as flow_module
 from mitmproxy.test import taddons, tflow, tutils
 
 import addon as llm_addon
-from llm_cache import anthropic_messages, openai_chat
+from llm_cache import anthropic_messages, openai_chat, openai_responses
 from llm_cache.records import unpack_request
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
@@ -229,6 +230,42 @@ def test_incomplete_streams_are_not_stored(cache, body, finish, reason):
     assert stored(cache) == 0
 
 
+RESPONSE = {"id": "resp_1", "object": "response", "status": "completed", "model": "gpt-5", "usage": None,
+            "output": [{"id": "msg_1", "type": "message", "role": "assistant", "status": "completed",
+                        "content": [{"type": "output_text", "text": "hey", "annotations": []}]}]}
+
+
+@pytest.mark.parametrize(("path", "request_body", "stream_body", "stored_as"), [
+    ("/v1/responses", {"model": "gpt-5", "input": "hi", "stream": True},
+     openai_responses.synthesise(RESPONSE), "stored"),
+    ("/v1/responses", {"model": "gpt-5", "input": "hi", "stream": True},
+     openai_responses.synthesise(RESPONSE).rsplit(b"event: response.completed", 1)[0],
+     "skipped: stream ended before response.completed"),
+    ("/v1/chat/completions", {**CHAT, "stream": True},
+     openai_chat.synthesise(COMPLETION, include_usage=False), "stored"),
+    ("/v1/chat/completions", {**CHAT, "stream": True, "stream_options": {"include_usage": True}},
+     openai_chat.synthesise(COMPLETION, include_usage=True).rsplit(b"data: {", 1)[0],  # finish_reason, no usage
+     "skipped: stream ended before [DONE]"),
+], ids=["responses-complete", "responses-cut", "chat-complete", "chat-before-usage"])
+def test_a_stream_that_ends_in_an_error_is_stored_only_past_its_terminal_event(cache, path, request_body,
+                                                                                stream_body, stored_as):
+    # The Codex CLI resets its HTTP/2 stream once it has response.completed: mitmproxy then calls
+    # `error`, not `response`, and the stream callable never gets its final b"".
+    flow = send(cache, llm_flow(request_body, path=path))
+    flow.response = tutils.tresp(content=b"", headers=http.Headers([(b"content-type", b"text/event-stream")]))
+    cache.responseheaders(flow)
+    assert flow.response.headers["X-LLM-Cache"] == "MISS"
+    assert flow.response.headers["X-LLM-Cache-Key"] == flow.metadata["llm_cache"]["entry"]  # where it is stored
+    flow.response.stream(stream_body)
+    flow.error = flow_module.Error("client disconnected")
+    cache.error(flow)
+    assert flow.metadata["llm_cache"]["store"] == stored_as
+    assert stored(cache) == (1 if stored_as == "stored" else 0)
+    if stored_as == "stored":
+        hit = send(cache, llm_flow(request_body, path=path))
+        assert hit.response.content == stream_body and hit.response.headers["X-LLM-Cache"] == "HIT"
+
+
 def test_anthropic_messages_with_claude_codes_beta_query(cache):
     message = {"id": "m1", "type": "message", "role": "assistant", "model": "claude", "stop_reason": "end_turn",
                "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 1},
@@ -369,13 +406,13 @@ def test_stale_if_error_serves_an_expired_entry_when_the_upstream_fails(cache, m
         assert fine.response.headers["X-LLM-Cache"] == "MISS" and not cache._stale
 
 
-def test_replay_mode_answers_a_miss_with_a_504_naming_the_closest_entry(cache):
+def test_replay_mode_answers_a_miss_with_a_400_naming_the_closest_entry(cache):
     upstream(cache, send(cache, llm_flow()), body=orjson.dumps(COMPLETION))
     with taddons.context(cache) as tctx:
         tctx.configure(cache, llm_cache_mode="replay")
         assert send(cache, llm_flow()).response.headers["X-LLM-Cache"] == "HIT"
         miss = send(cache, llm_flow({**CHAT, "temperature": 0.5}))
-        assert miss.response.status_code == 504 and miss.marked == llm_addon.MARK_NOT_STORED
+        assert miss.response.status_code == 400 and miss.marked == llm_addon.MARK_NOT_STORED
         assert "differs at: temperature." in orjson.loads(miss.response.content)["error"]["message"]
         cache.response(miss)
         assert stored(cache) == 1

@@ -2,19 +2,7 @@
 
 import pytest
 
-from tests.support.procs import Certs, Fake, Mitmdump
-
-
-@pytest.fixture(scope="session")
-def certs(tmp_path_factory):
-    return Certs(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture(scope="session")
-def fake(certs):
-    fake = Fake(certs)
-    yield fake
-    fake.stop()
+from tests.support.procs import Mitmdump
 
 
 @pytest.fixture(scope="module")

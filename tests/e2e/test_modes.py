@@ -41,14 +41,14 @@ def test_replay_answers_hits_and_fails_a_miss_loudly_naming_the_closest_request(
     with pytest.raises(openai.APIStatusError) as miss:
         chat(f"{prompt} at 10:02", temperature=0)
     assert time.monotonic() - started < 1.0, "an SDK must not retry a replay miss"
-    assert miss.value.status_code == 504 and miss.value.response.headers["x-llm-cache"] == "MISS"
+    assert miss.value.status_code == 400 and miss.value.response.headers["x-llm-cache"] == "MISS"
     message = miss.value.body["message"]
     assert "is not in the cache and llm_cache_mode is replay" in message
     assert "differs at: messages[0].content." in message
     with pytest.raises(anthropic.APIStatusError) as anthropic_miss:
         anthropic.Anthropic().messages.create(model="claude-x", max_tokens=5,
                                               messages=[{"role": "user", "content": prompt + "?"}])
-    assert anthropic_miss.value.status_code == 504
+    assert anthropic_miss.value.status_code == 400
     assert "differs at: messages[0].content" in str(anthropic_miss.value)
     assert fake.calls() == before, "replay never contacts an upstream"
 

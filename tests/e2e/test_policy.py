@@ -152,11 +152,12 @@ def test_an_agent_transcript_with_new_ids_timestamps_and_user_replays_from_the_c
     assert run("2026-11-23T08:15:42Z", ["call_zz9", "call_zz8"], "bob") == ["HIT", "HIT", "HIT"]
 
 
-def test_a_claude_code_conversation_with_new_billing_hash_and_tool_ids_hits(start, monkeypatch, prompt):
+def test_claude_codes_profile_applies_to_claude_codes_requests_only(start, monkeypatch, prompt):
+    # The real Claude Code is tested in tests/agents; this pins that its profile is chosen by the
+    # request's User-Agent, and that the same body from another client keeps every byte in its key.
     point_agent_at(start(), monkeypatch)
-    client = anthropic.Anthropic()
 
-    def ask(cch, tool_id):
+    def ask(client, cch, tool_id):
         raw = client.messages.with_raw_response.create(
             model="claude-x", max_tokens=5, metadata={"user_id": f"user_{cch}"},
             system=[{"type": "text", "text": f"x-anthropic-billing-header: cc_version=2.0.14; cch={cch};"},
@@ -168,4 +169,7 @@ def test_a_claude_code_conversation_with_new_billing_hash_and_tool_ids_hits(star
             ])
         return raw.headers["x-llm-cache"]
 
-    assert [ask("3fa9c", "toolu_01AAA"), ask("91b0e", "toolu_01ZZZ")] == ["MISS", "HIT"]
+    claude_code = anthropic.Anthropic(default_headers={"User-Agent": "claude-cli/2.1.332 (external, cli)"})
+    assert [ask(claude_code, "3fa9c", "toolu_01AAA"), ask(claude_code, "91b0e", "toolu_01ZZZ")] == ["MISS", "HIT"]
+    sdk = anthropic.Anthropic()
+    assert [ask(sdk, "3fa9c", "toolu_01BBB"), ask(sdk, "91b0e", "toolu_01CCC")] == ["MISS", "MISS"]

@@ -9,6 +9,8 @@ import json
 import time
 from typing import Any, NamedTuple
 
+import fake_agent
+
 
 class Stream(NamedTuple):
     model: str
@@ -16,9 +18,11 @@ class Stream(NamedTuple):
     content_type: str
 
 
-def answer(path: str, query: str, body: dict, text: str, n: int) -> tuple[int, Any] | Stream:
+def answer(path: str, query: str, body: dict, text: str, n: int,
+           scripted: fake_agent.ToolCall | None = None) -> tuple[int, Any] | Stream:
+    """`scripted`: the tool call of a real agent's tool session (fake_agent), made instead of text."""
     if ":" in path:
-        return _gemini(path, query, body, n)
+        return _gemini(path, query, body, text, n, scripted)
     if "/model/" in path:
         return 200, {"output": {"message": {"role": "assistant", "content": [{"text": text}]}},
                      "stopReason": "end_turn", "usage": {"inputTokens": 3, "outputTokens": 5, "totalTokens": 8}}
@@ -27,7 +31,8 @@ def answer(path: str, query: str, body: dict, text: str, n: int) -> tuple[int, A
 
 # -- Gemini ---------------------------------------------------------------------------------------
 
-def _gemini(path: str, query: str, body: dict, n: int) -> tuple[int, Any] | Stream:
+def _gemini(path: str, query: str, body: dict, text: str, n: int,
+            scripted: fake_agent.ToolCall | None) -> tuple[int, Any] | Stream:
     route, _, method = path.rpartition(":")
     wrapped = route.endswith("/v1internal")  # the Gemini CLI: {"model", "project", "request": {...}}
     model = body.get("model", "") if wrapped else route.rsplit("/", 1)[-1]
@@ -36,8 +41,12 @@ def _gemini(path: str, query: str, body: dict, n: int) -> tuple[int, Any] | Stre
         return 200, {"embedding": {"values": [n / 1000, 0.5, -0.25]}}
     if method == "batchEmbedContents":
         return 200, {"embeddings": [{"values": [n / 1000, 0.5, -0.25]} for _ in body.get("requests") or ()]}
-    parts = (request.get("contents") or [{}])[-1].get("parts") or [{}]
-    text = f"call #{n}: {parts[-1].get('text', '')}"
+    config = request.get("generationConfig") or {}
+    if config.get("responseMimeType") == "application/json":  # the Gemini CLI's model router asks for JSON
+        text = json.dumps(_fill(config.get("responseJsonSchema") or config.get("responseSchema") or {}))
+    elif not text.startswith(fake_agent.FINAL_PREFIX):
+        parts = (request.get("contents") or [{}])[-1].get("parts") or [{}]
+        text = f"call #{n}: {parts[-1].get('text', '')}"
     usage = {"promptTokenCount": 4, "candidatesTokenCount": 6, "totalTokenCount": 10}
 
     def chunk(content_parts: list[dict], finish: str | None) -> dict:
@@ -49,13 +58,15 @@ def _gemini(path: str, query: str, body: dict, n: int) -> tuple[int, Any] | Stre
         return {"response": payload, "traceId": f"trace-{n}"} if wrapped else payload
 
     content: list[dict[str, Any]]
-    if model == "fake-tools":
-        content = [{"functionCall": {"name": "get_weather", "args": {"city": "Paris", "n": n}}}]
+    calls = scripted is not None or model == "fake-tools"
+    if calls:
+        name, arguments, _ = scripted or fake_agent.ToolCall("get_weather", {"city": "Paris", "n": n})
+        content = [{"functionCall": {"name": name, "args": arguments}}]
     else:
         content = [{"text": text}]
     if method == "generateContent":
         return 200, chunk(content, "STOP")
-    words = pieces(text) if model != "fake-tools" else []
+    words = pieces(text) if not calls else []
     chunks = [chunk([{"text": w}], None) for w in words] + [chunk(content if not words else [{"text": ""}], "STOP")]
     if model == "fake-error-event":
         chunks.insert(1, {"error": {"code": 503, "message": "overloaded", "status": "UNAVAILABLE"}})
@@ -63,6 +74,16 @@ def _gemini(path: str, query: str, body: dict, n: int) -> tuple[int, Any] | Stre
         return Stream(model, [b"data: " + json.dumps(c).encode() + b"\r\n\r\n" for c in chunks], "text/event-stream")
     array = [(b"[" if i == 0 else b",\r\n") + json.dumps(c).encode() for i, c in enumerate(chunks)]
     return Stream(model, array + [b"]"], "application/json; charset=UTF-8")
+
+
+def _fill(schema: dict) -> Any:
+    """A value that fits a JSON schema: the first of an enum, 10 for integers, "fake" for strings."""
+    kind = str(schema.get("type") or "").upper()
+    if "enum" in schema:
+        return schema["enum"][0]
+    if kind == "OBJECT":
+        return {name: _fill(sub) for name, sub in (schema.get("properties") or {}).items()}
+    return {"INTEGER": 10, "NUMBER": 0.1, "BOOLEAN": False, "ARRAY": []}.get(kind, "fake")
 
 
 # -- Ollama ---------------------------------------------------------------------------------------

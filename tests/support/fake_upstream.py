@@ -21,13 +21,14 @@ The model name picks a behaviour:
 
 Gemini, Ollama and Bedrock paths are answered by fake_protocols.py.
 
-GET /__calls -> {"total": N, "paths": {...}}; POST /__reset zeroes the counters.
+GET /__calls -> {"total": N, "paths": {path: N}, "posts": {path: N}}; POST /__reset zeroes the counters.
 GET /__last -> the last POST as received: {"path", "headers", "body"}.
 POST /__fail {"status": N} -> every later call is answered with HTTP N, until {"status": 0}.
 """
 
 import argparse
 import gzip
+import itertools
 import json
 import ssl
 import threading
@@ -36,24 +37,29 @@ import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import fake_protocols  # this file runs as a script: its folder is on sys.path
+import fake_agent  # this file runs as a script: its folder is on sys.path
+import fake_protocols
 from fake_protocols import pieces
 
 _lock = threading.Lock()
-_calls: dict[str, Any] = {"total": 0, "paths": {}}
+_calls: dict[str, Any] = {"total": 0, "paths": {}, "posts": {}}
 _last: dict[str, Any] = {}
 _fail = {"status": 0}
 
 
-def _count(path: str) -> int:
+def _count(path: str, method: str = "GET") -> int:
     with _lock:
         _calls["total"] += 1
         _calls["paths"][path] = _calls["paths"].get(path, 0) + 1
+        if method == "POST":
+            _calls["posts"][path] = _calls["posts"].get(path, 0) + 1
         return _calls["total"]
 
 
 def _last_text(body: dict) -> str:
-    messages = body.get("messages") or []
+    """The text of the last message (of chat, Anthropic or Responses input), or the prompt."""
+    turns = body.get("input") if isinstance(body.get("input"), list) else body.get("messages")
+    messages = [m for m in turns or () if isinstance(m, dict) and "role" in m]
     if messages:
         content = messages[-1].get("content")
         if isinstance(content, list):
@@ -78,20 +84,22 @@ class Handler(BaseHTTPRequestHandler):
             with _lock:
                 return self._json(200, dict(_last))
         n = _count(self.path)
+        if self.path.startswith("/api/claude_code/policy_limits"):  # Claude Code retries anything but JSON
+            return self._json(200, {"restrictions": {}})
         self._send(200, f"plain page #{n}".encode(), "text/plain")
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("content-length") or 0))
         if self.path == "/__reset":
             with _lock:
-                _calls.update(total=0, paths={})
+                _calls.update(total=0, paths={}, posts={})
             return self._json(200, {})
         if self.path == "/__fail":
             _fail["status"] = json.loads(raw)["status"]
             return self._json(200, {})
         if self.headers.get("content-encoding") == "gzip":
             raw = gzip.decompress(raw)
-        n = _count(self.path.split("?")[0])
+        n = _count(self.path.split("?")[0], "POST")
         with _lock:
             _last.update(path=self.path, headers=dict(self.headers.items()), body=raw.decode(errors="replace"))
         if _fail["status"]:
@@ -106,22 +114,26 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(500, {"error": {"message": "upstream exploded", "type": "server_error"}})
         path, _, query = self.path.partition("?")
         text = f"call #{n}: {_last_text(body)}"
+        turn = fake_agent.scripted_turn(body)  # a real agent's tool session
+        if turn is not None and turn.text is not None:
+            text = turn.text
+        call = turn.call if turn is not None else None
         if ":" in path or path.endswith(("/api/chat", "/api/generate", "/api/embed", "/api/embeddings")) \
                 or "/model/" in path:
-            answer = fake_protocols.answer(path, query, body, text, n)
+            answer = fake_protocols.answer(path, query, body, text, n, call)
             if isinstance(answer, fake_protocols.Stream):
                 return self._stream(answer.model, answer.pieces, answer.content_type)
             return self._json(*answer)
         if path.endswith("/v1/messages"):
-            self._anthropic(body, text, n)
+            self._anthropic(body, text, n, call)
         elif path.endswith("/chat/completions"):
-            self._chat(body, text, n)
+            self._chat(body, text, n, call)
         elif path.endswith("/embeddings"):
             self._json(200, {"object": "list", "model": model, "data": [
                 {"object": "embedding", "index": 0, "embedding": [n / 1000, 0.5, -0.25]}],
                 "usage": {"prompt_tokens": 3, "total_tokens": 3}})
         elif path.endswith("/responses"):
-            self._responses(body, text, n)
+            self._responses(body, text, n, call)
         elif path.endswith("/completions"):
             self._completions(body, text, n)
         else:
@@ -142,9 +154,11 @@ class Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, obj: Any) -> None:
         self._send(status, json.dumps(obj).encode(), "application/json")
 
-    def _stream(self, model: str, events: list[bytes], content_type: str = "text/event-stream; charset=utf-8") -> None:
+    def _stream(self, model: str, events: list[bytes], content_type: str = "text/event-stream; charset=utf-8",
+                linger: float = 0.0) -> None:
         """Send stream pieces (SSE events, NDJSON lines, …) in a chunked body, honouring the model's
-        failure behaviour."""
+        failure behaviour. `linger`: seconds between the last event and the end of the body, as a
+        real provider takes (a client may hang up in between: the Codex CLI does)."""
         self.send_response(200)
         self.send_header("content-type", content_type)
         self.send_header("cache-control", "no-cache")
@@ -176,17 +190,22 @@ class Handler(BaseHTTPRequestHandler):
         if compressor:
             tail = compressor.flush()
             self.wfile.write(b"%x\r\n%s\r\n" % (len(tail), tail))
+        if linger:
+            self.wfile.flush()
+            time.sleep(linger)
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
     # -- OpenAI chat --------------------------------------------------------------------------
 
-    def _chat(self, body: dict, text: str, n: int) -> None:
+    def _chat(self, body: dict, text: str, n: int, scripted: fake_agent.ToolCall | None = None) -> None:
+        """Text; fake-tools (or a scripted call): a function call."""
         model = body.get("model") or "azure-deployment"  # Azure deployments may leave it to the path
-        tools = model == "fake-tools"
+        tools = model == "fake-tools" or scripted is not None
         usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
-        args = json.dumps({"city": "Paris", "n": n})
-        call = {"id": f"call_{n}", "type": "function", "function": {"name": "get_weather", "arguments": args}}
+        name, arguments, _ = scripted or fake_agent.ToolCall("get_weather", {"city": "Paris", "n": n})
+        args = json.dumps(arguments)
+        call = {"id": f"call_{n}", "type": "function", "function": {"name": name, "arguments": args}}
         if not body.get("stream"):
             message: dict[str, Any] = {"role": "assistant", "content": None if tools else text, "refusal": None}
             if tools:
@@ -205,7 +224,7 @@ class Handler(BaseHTTPRequestHandler):
         events = [b": keep-alive comment\n\n", chunk({"role": "assistant", "content": ""})]
         if tools:
             events.append(chunk({"tool_calls": [{"index": 0, "id": call["id"], "type": "function",
-                                                 "function": {"name": "get_weather", "arguments": ""}}]}))
+                                                 "function": {"name": name, "arguments": ""}}]}))
             events += [chunk({"tool_calls": [{"index": 0, "function": {"arguments": args[i:i + 8]}}]})
                        for i in range(0, len(args), 8)]
         else:
@@ -232,17 +251,21 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- OpenAI responses and legacy completions ----------------------------------------------
 
-    def _responses(self, body: dict, text: str, n: int) -> None:
-        """Text; fake-tools: a function call; fake-reasoning: a reasoning summary, then text;
-        fake-error-event: the stream ends in response.failed."""
+    def _responses(self, body: dict, text: str, n: int, scripted: fake_agent.ToolCall | None = None) -> None:
+        """Text; fake-tools (or a scripted call): a function call; fake-reasoning: a reasoning summary,
+        then text; fake-error-event: the stream ends in response.failed."""
         model = body["model"]
         message = {"id": f"msg_{n}", "type": "message", "role": "assistant", "status": "completed",
                    "content": [{"type": "output_text", "text": text, "annotations": []}]}
+        name, arguments, custom = scripted or fake_agent.ToolCall("get_weather", {"city": "Paris", "n": n})
         call = {"id": f"fc_{n}", "type": "function_call", "status": "completed", "call_id": f"call_{n}",
-                "name": "get_weather", "arguments": json.dumps({"city": "Paris", "n": n})}
+                "name": name, "arguments": json.dumps(arguments)}
+        if custom is not None:  # a freeform tool (the Codex CLI's code mode)
+            call = {"id": f"ctc_{n}", "type": "custom_tool_call", "status": "completed", "call_id": f"call_{n}",
+                    "name": name, "input": custom}
         reasoning = {"id": f"rs_{n}", "type": "reasoning", "summary": [{"type": "summary_text", "text": "Think."}]}
         outputs: dict[str, list[dict[str, Any]]] = {"fake-tools": [call], "fake-reasoning": [reasoning, message]}
-        output = outputs.get(model, [message])
+        output = [call] if scripted else outputs.get(model, [message])
         response = {"id": f"resp_{n}", "object": "response", "created_at": 1700000000 + n, "model": model,
                     "status": "completed", "output": output, "parallel_tool_calls": True, "tool_choice": "auto",
                     "tools": [], "usage": {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12,
@@ -250,7 +273,7 @@ class Handler(BaseHTTPRequestHandler):
                                            "output_tokens_details": {"reasoning_tokens": 0}}}
         if not body.get("stream"):
             return self._json(200, response)
-        seq = iter(range(1000))
+        seq = itertools.count()
 
         def event(name: str, data: dict) -> bytes:
             payload = {"type": name, "sequence_number": next(seq), **data}
@@ -269,6 +292,9 @@ class Handler(BaseHTTPRequestHandler):
                 events += [event("response.output_text.delta", {**at, "content_index": 0, "delta": w})
                            for w in pieces(text)]
                 events.append(event("response.output_text.done", {**at, "content_index": 0, "text": text}))
+            elif item is call and custom is not None:
+                events += [event("response.output_item.added", {"output_index": index, "item": {**call, "input": ""}}),
+                           event("response.custom_tool_call_input.delta", {**at, "delta": custom})]
             elif item is call:
                 events += [event("response.output_item.added", {"output_index": index,
                                                                 "item": {**call, "arguments": ""}}),
@@ -284,7 +310,7 @@ class Handler(BaseHTTPRequestHandler):
                                                                  "error": {"code": "server_error"}}}))
         else:
             events.append(event("response.completed", {"response": response}))
-        self._stream(model, events)
+        self._stream(model, events, linger=0.2)
 
     def _completions(self, body: dict, text: str, n: int) -> None:
         model = body["model"]
@@ -303,10 +329,13 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- Anthropic messages -------------------------------------------------------------------
 
-    def _anthropic(self, body: dict, text: str, n: int) -> None:
+    def _anthropic(self, body: dict, text: str, n: int, scripted: fake_agent.ToolCall | None = None) -> None:
         model = body["model"]
-        tools = model == "fake-tools"
-        tool = {"type": "tool_use", "id": f"toolu_{n}", "name": "get_weather", "input": {"city": "Paris", "n": n}}
+        tools = model == "fake-tools" or scripted is not None
+        name, arguments, _ = scripted or fake_agent.ToolCall("get_weather", {"city": "Paris", "n": n})
+        tool = {"type": "tool_use", "id": f"toolu_{n}", "name": name, "input": arguments}
+        if scripted:
+            text = "Running it."
         content: list[dict] = [{"type": "text", "text": text}] + ([tool] if tools else [])
         usage = {"input_tokens": 13, "output_tokens": 9}
         message = {"id": f"msg_{n}", "type": "message", "role": "assistant", "model": model, "content": content,

@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import trustme
 
+from llm_cache.endpoints import route_for
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SUPPORT = Path(__file__).resolve().parent
@@ -54,6 +56,11 @@ class Fake:
 
     def calls(self) -> int:
         return self._client.get(f"http://127.0.0.1:{self.http_port}/__calls").json()["total"]
+
+    def llm_calls(self) -> int:
+        """The LLM calls that reached the fake: POSTs to the paths llm-cache recognises."""
+        posts = self._client.get(f"http://127.0.0.1:{self.http_port}/__calls").json()["posts"]
+        return sum(n for path, n in posts.items() if route_for("POST", path, "application/json") is not None)
 
     def last(self) -> dict:
         """The last POST the fake received: {"path", "headers", "body"}."""

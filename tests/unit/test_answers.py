@@ -28,14 +28,19 @@ def test_same_format_replays_the_stored_body_and_headers():
 
 
 @pytest.mark.parametrize(("family", "shape"), [
-    (Family.OPENAI_CHAT, lambda e: e["error"]["code"] == "llm_cache_miss"),
+    (Family.OPENAI_CHAT, lambda e: e["error"]["code"] == "invalid_prompt"),  # the Codex CLI prints it as it is
+    (Family.OPENAI_RESPONSES, lambda e: e["error"]["type"] == "invalid_request_error"),
     (Family.ANTHROPIC_MESSAGES, lambda e: e["type"] == "error" and e["error"]["type"] == "cache_miss"),
+    (Family.GEMINI_GENERATE, lambda e: e["error"]["status"] == "INVALID_ARGUMENT" and e["error"]["code"] == 400),
+    (Family.OLLAMA_CHAT, lambda e: isinstance(e["error"], str)),
 ])
-def test_a_replay_miss_is_a_504_in_the_providers_error_shape_that_sdks_do_not_retry(family, shape):
+def test_a_replay_miss_is_a_400_in_the_providers_error_shape_that_clients_do_not_retry(family, shape):
     answer = answers.replay_miss(family, "not in the cache")
     error = orjson.loads(answer.body)
-    assert answer.status == 504 and shape(error) and "not in the cache" in orjson.dumps(error).decode()
+    assert answer.status == 400 and shape(error) and "not in the cache" in orjson.dumps(error).decode()
     assert ("x-should-retry", "false") in answer.headers
+    asked = answers.replay_miss(family, "not in the cache", only_if_cached=True)
+    assert asked.status == 504 and ("x-should-retry", "false") in asked.headers  # RFC 9111, for only-if-cached
 
 
 def test_json_entry_answers_a_stream_request():

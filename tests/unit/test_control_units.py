@@ -12,7 +12,7 @@ DEFAULTS = {"mode": "record", "ttl": 0, "stale_if_error": False, "allow_hosts": 
             "allow_models": [], "deny_models": [], "allow_families": [], "deny_families": [],
             "max_request_bytes": 100, "max_response_bytes": 100, "temperature": "any", "scan_secrets": True,
             "samples": 1, "ignore_fields": [], "normalise": [], "scope": "global", "compat_headers": False,
-            "refuse_websocket": True}
+            "refuse_websocket": True, "portable": True, "profiles": ""}
 
 
 def settings(**changes):
@@ -30,7 +30,11 @@ def facts(model="gpt-4o", deterministic=False, bypass=None):
     ("ttl", -1, "llm_cache_ttl must be 0 or more"),
     ("samples", 0, "llm_cache_samples must be 1 or more"),
     ("normalise", ["(unclosed"], "llm_cache_normalise: '(unclosed' is not a valid regular expression"),
-    ("ignore_fields", ["metadata..x"], "not a dotted field path"),
+    ("ignore_fields", ["metadata..x"], "llm_cache_ignore_fields: 'metadata..x' is not a path like"),
+    ("profiles", "x: {match: 3}", "llm_cache_profiles: profile 'x': match wants user_agent, headers and/or family"),
+    ("profiles", "x: {volatile: [{at: 'a['}]}", "each rule wants at and pattern"),
+    ("profiles", "x: {extends: nobody}", "extends 'nobody', which is not a profile"),
+    ("profiles", "/nowhere/profiles.yaml", "llm_cache_profiles: cannot read '/nowhere/profiles.yaml'"),
 ])
 def test_bad_options_are_refused_with_the_valid_values(option, value, message):
     with pytest.raises(ValueError, match=None) as e:

@@ -18,11 +18,11 @@ def key_of(body, target=OPENAI, family=Family.OPENAI_CHAT):
 
 def test_golden_key_pins_the_scheme():
     # If this changes, every stored entry stops matching: bump KEY_SCHEME on purpose, then update.
-    assert keys.KEY_SCHEME == "llm-cache/1"
-    assert key_of(CHAT) == "7546c3951505bb9871f024a4f72017f45aa8cd9074f74299bc4035c6b833e120"
+    assert keys.KEY_SCHEME == "llm-cache/2"
+    assert key_of(CHAT) == "20697988d0e104dd7c3832b530b762a16bf692ecc425411c9ebe44d6f8c7633e"
     # ... which is the scheme the README documents, spelled out by hand:
     body = b'{"messages":[{"content":"Hi","role":"user"}],"model":"gpt-4o-mini","temperature":0.2}'
-    prefix = b'["llm-cache/1","POST","https","api.openai.com",443,"/v1/chat/completions",[],[]]'
+    prefix = b'["llm-cache/2","POST","https","api.openai.com",443,"/v1/chat/completions",[],[]]'
     digest = hashlib.sha256(body).hexdigest().encode()
     assert key_of(CHAT) == hashlib.sha256(prefix + b"\n" + digest).hexdigest()
 
@@ -134,13 +134,13 @@ def test_memo_keeps_bodies_within_its_byte_budget():
               for n in range(12)]
     for body in bodies:
         memo.facts(route, body)
-    assert memo._bytes == sum(len(raw) for _, raw in memo._facts) <= 8_000
-    assert (route, bodies[-1]) in memo._facts and (route, bodies[0]) not in memo._facts  # the oldest went
+    assert memo._bytes == sum(len(raw) for _, _, raw in memo._facts) <= 8_000
+    assert (route, "", bodies[-1]) in memo._facts and (route, "", bodies[0]) not in memo._facts  # the oldest went
     huge = orjson.dumps({**CHAT, "messages": [{"role": "user", "content": "y" * 2_000}]})
     assert memo.facts(route, huge) is not None
-    assert (route, huge) not in memo._facts  # over an eighth of the budget: computed, not kept
+    assert (route, "", huge) not in memo._facts  # over an eighth of the budget: computed, not kept
     # Equal bytes in another object are the same body.
-    assert memo.facts(route, bytes(bytearray(bodies[-1]))) is memo._facts[(route, bodies[-1])]
+    assert memo.facts(route, bytes(bytearray(bodies[-1]))) is memo._facts[(route, "", bodies[-1])]
 
 
 def test_large_integers_and_nested_floats_canonicalise():
