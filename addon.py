@@ -15,11 +15,13 @@ import gc
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import orjson
 from mitmproxy import command, ctx, exceptions, http
+from mitmproxy.hooks import UpdateHook
 from mitmproxy.net.http import status_codes
 
 import cache_models
@@ -27,6 +29,7 @@ from llm_cache import answers, keys, policy
 from llm_cache.closest import describe, nearest
 from llm_cache.controls import OWN_HEADERS, has_own_headers, read_controls
 from llm_cache.endpoints import PASSED_THROUGH, Wire, is_websocket_upgrade, route_for
+from llm_cache.explain import NearMiss
 from llm_cache.failures import FailureLog
 from llm_cache.lookup import Found, find_entry
 from llm_cache.normalise import canonical_form
@@ -43,6 +46,8 @@ DEFAULT_DB = "sqlite:///llm-cache.sqlite3"
 REOPEN_AFTER = 30.0  # seconds between attempts to open a database that was unavailable
 PROBE_TIMEOUT = 5.0  # seconds: stale-if-error's check that an upstream can be reached at all
 STALE_STATUSES = frozenset({429, 500, 502, 503, 504})  # upstream failures stale-if-error covers
+
+NEAR_MISS_FLOWS = 256  # recorded flows kept for the comment their near miss adds
 
 MARK_HIT = ":zap:"
 MARK_STORED = ":floppy_disk:"
@@ -117,6 +122,8 @@ class LLMCache:
         self._failures = FailureLog()
         self._seen: dict[str, int] = {}  # identical requests this run, per key (llm_cache_samples > 1)
         self._stale: dict[str, Record] = {}  # flow id -> expired entry, for stale-if-error
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._just_stored: OrderedDict[str, http.HTTPFlow] = OrderedDict()  # entry key -> its flow, the newest
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -137,6 +144,8 @@ class LLMCache:
             if _memo_config(settings) != _memo_config(self.settings):
                 self._memo = _memo_for(settings)
             self.settings = settings
+            if self.store is not None:
+                self.store.set_rules(settings.key_rules)
         if "llm_cache_db" not in updated and "confdir" not in updated:
             return
         confdir = os.path.expanduser(ctx.options.confdir)
@@ -150,6 +159,7 @@ class LLMCache:
             self._open()
 
     def running(self) -> None:
+        self._loop = asyncio.get_running_loop()
         # Everything loaded by now lives as long as the process. Frozen, the collector stops
         # rescanning it: a full collection in mitmdump took ~35 ms of loop time under load, ~2 ms after.
         gc.freeze()
@@ -187,9 +197,11 @@ class LLMCache:
         if has_own_headers(name for name, _ in fields):  # the cache's business only: no provider sees them
             for name in OWN_HEADERS:
                 request.headers.pop(name, None)
-        profile = self.settings.key_rules.profiles.recognise(route.family, {n.lower(): v for n, v in fields})
+        named = {n.lower(): v for n, v in fields}
+        profile = self.settings.key_rules.profiles.recognise(route.family, named)
         flow.metadata[META] = state = {  # plain data: flows are saved with it
             "route": route, "target": target, "controls": controls, "profile": profile,
+            "user_agent": named.get("user-agent", ""),
             "partition": self._partition(controls.namespace, request.headers, query),
         }
         if route.family in PASSED_THROUGH:
@@ -406,12 +418,13 @@ class LLMCache:
             request_body = _content(flow.request)
             now = time.time()
             controls = state["controls"]
+            self._remember(state["entry"], flow)
             store.put(answers.make_record(
                 key=state["entry"], family=family, target=state["target"], model=state["model"],
                 request_body=request_body, status=response.status_code,
                 headers=headers, body=body, is_stream=is_stream, now=now,
                 expires_at=now + controls.ttl if controls.ttl else None, sample=state["sample"], tags=controls.tags,
-                profile=state["profile"],
+                profile=state["profile"], user_agent=state["user_agent"],
             ))
         except Exception as e:
             self._failures.passed_through("recording the response", e)
@@ -464,6 +477,41 @@ class LLMCache:
         """Delete every entry recorded for this host; returns how many."""
         return self._require_store().invalidate(host=host)
 
+    @command.command("llmcache.explain")
+    def explain(self, key: str) -> str:
+        """Why an entry (a key, or its first characters) was a miss: the stored request of the same
+        endpoint and model it came closest to, what differs, and the config.yaml text of a rule that
+        would have made it a hit."""
+        try:
+            found = self._require_store().explain(key)
+        except KeyError as e:
+            raise exceptions.CommandError(str(e.args[0])) from e
+        if found is None:
+            return f"entry {key}: no other stored request of its endpoint and model differs from it"
+        miss, rule = found
+        return f"{miss.describe()}\n\nA rule that makes it a hit (config.yaml):\n\n{rule}"
+
+    # -- near misses ----------------------------------------------------------------------------
+
+    def _remember(self, key: str, flow: http.HTTPFlow) -> None:
+        """The flows of the newest recorded misses, for their near-miss comment."""
+        self._just_stored[key] = flow
+        while len(self._just_stored) > NEAR_MISS_FLOWS:
+            self._just_stored.popitem(last=False)
+
+    def _near_miss(self, miss: NearMiss) -> None:
+        """A newly stored entry came close to a stored one (the writer found it; a helper thread calls)."""
+        logger.info("llm-cache: %s (llmcache.explain %s gives a rule that makes it a hit)", miss.describe(),
+                    miss.key[:12])
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._comment_near_miss, miss)
+
+    def _comment_near_miss(self, miss: NearMiss) -> None:
+        flow = self._just_stored.pop(miss.key, None)
+        if flow is not None:
+            flow.comment += f"\n{miss.describe()}"
+            ctx.master.addons.trigger(UpdateHook([flow]))
+
     # -- the store's life ---------------------------------------------------------------------
 
     def _store(self) -> cache_models.CacheStore | None:
@@ -479,7 +527,7 @@ class LLMCache:
 
     def _open(self) -> None:
         try:
-            self.store = cache_models.CacheStore(self.db_url)
+            self.store = cache_models.CacheStore(self.db_url, self.settings.key_rules, self._near_miss)
         except Exception as e:
             self.store = None
             self._reopen_at = time.monotonic() + REOPEN_AFTER

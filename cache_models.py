@@ -14,7 +14,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 from urllib.parse import urlsplit
 
 import orjson
@@ -33,7 +33,11 @@ from peewee import (
 from playhouse.db_url import connect
 from playhouse.migrate import SchemaMigrator, migrate
 
-from llm_cache.records import Record, storage_fields
+from llm_cache import explain
+from llm_cache.endpoints import Family
+from llm_cache.keys import parse_json
+from llm_cache.normalise import DEFAULT_RULES, KeyRules, canonical_form
+from llm_cache.records import Record, storage_fields, unpack_request
 from llm_cache.writer import ProcessWriter
 
 logger = logging.getLogger(__name__)
@@ -184,6 +188,8 @@ def _row_of(record: Record) -> dict[str, Any]:
 
 
 HIT_COUNT_INTERVAL = 0.5  # seconds: hit counts are summed in memory and sent this often
+NEIGHBOURS = 20  # recent entries of the same endpoint and model a near miss is looked for among
+NEAR_MISS_BUDGET = 0.05  # seconds of the writer's time per batch spent explaining near misses
 
 
 class CacheStore:
@@ -193,8 +199,13 @@ class CacheStore:
     a client repeating a request the moment it got the answer already hits.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, rules: KeyRules = DEFAULT_RULES,
+                 on_near_miss: Callable[[explain.NearMiss], None] | None = None) -> None:
+        """`on_near_miss` is called (on a helper thread) when a newly stored entry has a stored
+        neighbour of the same endpoint and model: what differs, for the user to see."""
         self.url = url
+        self.rules = rules
+        self._on_near_miss = on_near_miss
         self.db = open_database(url)
         # Built once: running the ORM per lookup costs ~10x the lookup itself.
         self._find_sql = (
@@ -215,7 +226,7 @@ class CacheStore:
         self._hits: dict[str, tuple[int, float]] = {}
         self._hits_sent = 0.0
         self._lock = threading.Lock()
-        self._writer = ProcessWriter(open_writer, (url,), self._settled)
+        self._writer = ProcessWriter(open_writer, (url, rules), self._settled)
 
     def find(self, key: str) -> Record | None:
         with self._lock:
@@ -340,8 +351,39 @@ class CacheStore:
             except RuntimeError:  # a writer far behind (or just gone): counts are not worth failing a hit for
                 logger.debug("llm-cache: %d hit counts dropped", len(hits))
 
-    def _settled(self, numbers: list[int], error: str | None, notes: list[str]) -> None:
+    def set_rules(self, rules: KeyRules) -> None:
+        """The key rules changed (options): near misses are explained with the new ones."""
+        if rules != self.rules:
+            self.rules = rules
+            self._writer.submit(Rules(rules))
+
+    def explain(self, key: str) -> tuple[explain.NearMiss, str] | None:
+        """The near miss of the entry whose key starts with `key`, and the config.yaml text of a rule
+        that would have made it a hit; None when it has no differing neighbour. Raises KeyError
+        when no entry (or more than one) has that key."""
+        self.flush()
+        rows = cast(list[tuple[str, float, str, str, str, bytes]], list(
+            CacheEntry.select(CacheEntry.key, CacheEntry.created_at, CacheEntry.family, CacheEntry.host,
+                              CacheEntry.model, CacheEntry.request)
+            .where(CacheEntry.key.startswith(key.lower()))
+            .limit(2)
+            .tuples()))
+        if len(rows) != 1:
+            raise KeyError(f"{'no' if not rows else 'more than one'} entry has a key starting with {key!r}")
+        entry, created_at, family, host, model, packed = rows[0]
+        request = unpack_request(bytes(packed), self.rules, Family(family))
+        found = nearest_stored(entry, created_at, Family(family), host, model, request, self.rules)
+        if found is None:
+            return None
+        miss, stored_body, new_body = found
+        return miss, explain.suggestion(miss, stored_body, new_body)
+
+    def _settled(self, numbers: list[int], error: str | None, notes: list[Any]) -> None:
         for note in notes:
+            if isinstance(note, explain.NearMiss):
+                if self._on_near_miss is not None:
+                    self._on_near_miss(note)
+                continue
             logger.warning("llm-cache: %s", note)
         done = set(numbers)
         with self._lock:
@@ -356,9 +398,56 @@ class HitCounts(dict[str, tuple[int, float]]):
     """A writer op: hits per key since the last one, with the time of the latest."""
 
 
-def open_writer(url: str) -> Callable[[Sequence[Record | HitCounts]], list[str]]:
-    """Runs in the writer process: connect, build the statements once, return the batch writer."""
+class Rules(NamedTuple):
+    """A writer op: the key rules near misses are explained with from now on."""
+
+    rules: KeyRules
+
+
+def nearest_stored(key: str, created_at: float, family: Family, host: str, model: str, request: dict[str, Any],
+                   rules: KeyRules) -> tuple[explain.NearMiss, Any, Any] | None:
+    """The entry of the same endpoint and model, recorded before this one, that an entry's
+    (unpacked) request came closest to: (near miss, that entry's canonical body, this one's)."""
+    rows = cast(list[tuple[str, bytes]], list(
+        CacheEntry.select(CacheEntry.key, CacheEntry.request)
+        .where((CacheEntry.family == family.value) & (CacheEntry.host == host) & (CacheEntry.model == model)
+               & (CacheEntry.key != key) & (CacheEntry.created_at < created_at))
+        .order_by(CacheEntry.created_at.desc())
+        .limit(NEIGHBOURS)
+        .tuples()))
+    bodies = {other: unpack_request(bytes(packed), rules, family)["body"] for other, packed in rows}
+    miss = explain.near_miss(key, request["body"], bodies.items(), profile=request.get("profile", ""),
+                             user_agent=request.get("user_agent", ""))
+    return None if miss is None else (miss, bodies[miss.neighbour], request["body"])
+
+
+def _near_misses(records: Sequence[Record], rules: KeyRules) -> list[explain.NearMiss]:
+    """Near misses of newly stored entries, within NEAR_MISS_BUDGET: a user debugging an agent
+    records a few misses a second; a burst of thousands is not explained entry by entry."""
+    deadline = time.monotonic() + NEAR_MISS_BUDGET
+    found = []
+    for record in records:
+        if time.monotonic() > deadline:
+            break
+        try:
+            family = Family(record.family)
+            request = {"profile": record.profile, "user_agent": record.user_agent,
+                       "body": canonical_form(parse_json(record.request_body), rules, family=family,
+                                              profile=record.profile)}
+            nearest = nearest_stored(record.key, record.created_at, family, record.host, record.model, request, rules)
+        except Exception as e:  # explaining is a courtesy: it never costs an entry its place
+            logger.debug("llm-cache: no near miss for %s: %s", record.key[:12], e)
+            continue
+        if nearest is not None:
+            found.append(nearest[0])
+    return found
+
+
+def open_writer(url: str, rules: KeyRules = DEFAULT_RULES) -> Callable[[Sequence[Any]], list[Any]]:
+    """Runs in the writer process: connect, build the statements once, return the batch writer.
+    Besides writing, it explains the near misses of the entries it creates (explain.NearMiss notes)."""
     db = open_database(url)
+    current = [rules]
     # Upserts and hit counts are built once too; a batch is then one executemany each.
     columns = [name for name in CacheEntry._meta.sorted_field_names if name != "last_hit_at"]
     upsert_sql = (
@@ -378,14 +467,25 @@ def open_writer(url: str) -> Callable[[Sequence[Record | HitCounts]], list[str]]
         .sql()[0]
     )
 
-    def write(ops: Sequence[Record | HitCounts]) -> list[str]:
-        notes, rows = [], []
-        for record in {op.key: op for op in ops if isinstance(op, Record)}.values():
+    def write(ops: Sequence[Any]) -> list[Any]:
+        notes: list[Any] = []
+        rows = []
+        for op in ops:
+            if isinstance(op, Rules):
+                current[0] = op.rules
+        records = list({op.key: op for op in ops if isinstance(op, Record)}.values())
+        for record in records:
             try:
                 row = _row_of(record)
                 rows.append(tuple(row[c] for c in upsert_columns))
             except Exception as e:  # one odd entry must not cost the others their place
                 notes.append(f"not storing entry {record.key[:12]}: {e}")
+        keys = [record.key for record in records]
+        existing = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            present = CacheEntry.select(CacheEntry.key).where(CacheEntry.key.in_(chunk)).tuples()
+            existing |= {key for (key,) in cast(list[tuple[str]], list(present))}
         hits: dict[str, tuple[int, float]] = {}
         for op in ops:
             if isinstance(op, HitCounts):
@@ -396,6 +496,6 @@ def open_writer(url: str) -> Callable[[Sequence[Record | HitCounts]], list[str]]
                 db.cursor().executemany(upsert_sql, rows)
             if hits:
                 db.cursor().executemany(count_hits_sql, [(count, when, key) for key, (count, when) in hits.items()])
-        return notes
+        return notes + _near_misses([r for r in records if r.key not in existing], current[0])
 
     return write

@@ -144,6 +144,7 @@ def make_record(
     sample: int = 0,
     tags: tuple[str, ...] = (),
     profile: str = "",
+    user_agent: str = "",
 ) -> Record:
     return Record(
         key=key,
@@ -162,4 +163,5 @@ def make_record(
         sample=sample,
         tags=tags,
         profile=profile,
+        user_agent=user_agent,
     )

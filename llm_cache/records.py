@@ -61,6 +61,7 @@ class Record(NamedTuple):
     sample: int = 0  # which of a request's recorded responses this is (llm_cache_samples)
     tags: tuple[str, ...] = ()  # from X-LLM-Cache-Tags, for invalidation
     profile: str = ""  # the agent profile the request was keyed with (llm_cache.profiles)
+    user_agent: str = ""  # the client's User-Agent, kept with the request for `llmcache.explain`
 
 
 def storage_fields(record: Record) -> dict[str, Any]:
@@ -71,22 +72,24 @@ def storage_fields(record: Record) -> dict[str, Any]:
     usage = formats.usage_of(Family(record.family), record.body, is_stream=record.is_stream)
     return {
         "headers": orjson.dumps(record.headers).decode(),
-        "request": pack_request(record.url, record.keyed_headers, record.request_body, record.profile),
+        "request": pack_request(record.url, record.keyed_headers, record.request_body, record.profile,
+                                record.user_agent),
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
     }
 
 
-def pack_request(url: str, keyed_headers: tuple[tuple[str, str], ...], body: bytes, profile: str = "") -> bytes:
-    """zlib of {"url", "headers", "profile", "body"}, the body spliced in as sent (it parsed as JSON
-    on the way in)."""
-    head = orjson.dumps({"url": url, "headers": dict(keyed_headers), "profile": profile})
+def pack_request(url: str, keyed_headers: tuple[tuple[str, str], ...], body: bytes, profile: str = "",
+                 user_agent: str = "") -> bytes:
+    """zlib of {"url", "headers", "profile", "user_agent", "body"}, the body spliced in as sent (it
+    parsed as JSON on the way in)."""
+    head = orjson.dumps({"url": url, "headers": dict(keyed_headers), "profile": profile, "user_agent": user_agent})
     return zlib.compress(head[:-1] + b',"body":' + body + b"}", 1)
 
 
 def unpack_request(blob: bytes, rules: KeyRules = DEFAULT_RULES, family: Family | None = None) -> dict[str, Any]:
-    """The stored request of an entry, {"url", "headers", "profile", "body"}, with the body in the
-    canonical form its key was made from (llm_cache.normalise)."""
+    """The stored request of an entry, {"url", "headers", "profile", "user_agent", "body"}, with the
+    body in the canonical form its key was made from (llm_cache.normalise)."""
     document = keys.parse_json(zlib.decompress(blob))
     document["body"] = canonical_form(document["body"], rules, family=family, profile=document.get("profile", ""))
     return document

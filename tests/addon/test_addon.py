@@ -1,5 +1,6 @@
 """The addon through mitmproxy's own test helpers: hooks called in the order mitmproxy calls them."""
 
+import asyncio
 import gzip
 import logging
 import re
@@ -509,3 +510,25 @@ def test_the_secret_scan_follows_its_option_though_facts_are_remembered(tmp_path
         tctx.configure(cache, llm_cache_mode="readonly")
         assert cache._memo.scanner is None  # nothing is recorded, so nothing is scanned
         cache.done()
+
+
+async def test_a_recorded_near_miss_is_logged_and_added_to_its_flows_comment(cache, caplog):
+    cache._loop = asyncio.get_running_loop()  # set by the running hook in mitmdump
+    caplog.set_level(logging.INFO)
+    first = upstream(cache, send(cache, llm_flow({**CHAT, "messages": [{"role": "user", "content": "run 1234"}]})),
+                     body=orjson.dumps(COMPLETION))
+    second = upstream(cache, send(cache, llm_flow({**CHAT, "messages": [{"role": "user", "content": "run 5678"}]})),
+                      body=orjson.dumps(COMPLETION))
+    cache.store.flush()
+    for _ in range(100):
+        if "near miss" in second.comment:
+            break
+        await asyncio.sleep(0.02)
+    entry = second.metadata["llm_cache"]["entry"]
+    assert f"near miss: {entry[:12]} differs from {first.metadata['llm_cache']['entry'][:12]}" in second.comment
+    assert second.comment.startswith("llm-cache MISS") and "near miss" not in first.comment
+    assert f"llmcache.explain {entry[:12]}" in caplog.text
+    explained = cache.explain(entry[:12])
+    assert "messages[0].content" in explained and "(?<=run )[0-9]+" in explained
+    with pytest.raises(exceptions.CommandError, match="no entry has a key starting with 'ffff'"):
+        cache.explain("ffff")

@@ -11,15 +11,18 @@ model: a one-shot answer, or a tool session in which the agent's own shell tool 
 import datetime
 import json
 import os
+import re
 import socket
 from pathlib import Path
 
 import pytest
+from ruamel.yaml import YAML
 
+import cache_models
 from llm_cache.endpoints import route_for
 from tests.support import fake_agent
 from tests.support.agents import AGENTS, Agent, libfaketime, run
-from tests.support.procs import ROOT, SUPPORT, Mitmdump
+from tests.support.procs import ROOT, SUPPORT, Mitmdump, wait_for
 
 TOOL_PROMPT = f"{fake_agent.TOOL_SESSION}: run the marker command"
 FINAL = f"{fake_agent.FINAL_PREFIX} {fake_agent.TOOL_OUTPUT}"
@@ -155,3 +158,40 @@ def test_a_replay_miss_stops_the_agent_at_once_with_the_explanation(name, tmp_pa
     # Offline, Claude Code first retries its own settings and policy endpoints for some seconds.
     assert result.seconds < 60, result
     print(f"{name}: the replay miss reported after {result.seconds:.1f} s, {len(sent)} LLM requests")
+
+
+def test_a_near_miss_names_claude_codes_volatile_field_and_its_rule_makes_the_next_run_hit(tmp_path, certs, fake):
+    """How a user finds the next agent's volatile fields: here Claude Code's, with its built-in
+    profile replaced by one that knows nothing."""
+    chosen = agent("claude-code")
+    blank = 'claude-code: {match: {user_agent: ["claude-cli/*"], family: [anthropic.messages]}}'
+    home, work, cache = tmp_path / "home", tmp_path / "work", tmp_path / "cache"
+    proxy = Mitmdump(cache, certs=certs, fake=fake, extra=["--set", f"llm_cache_profiles={blank}"])
+    try:
+        runs = [run(chosen, "say hello to the near miss", proxy, home=home, workdir=work) for _ in range(2)]
+        assert all(r.returncode == 0 for r in runs), runs
+        pattern = re.compile(r"near miss: (\w{12}) differs from \w{12} at system\[0\]\.text: .*cc_prompt_id=")
+        assert wait_for(lambda: pattern.search(proxy.text()), timeout=10), proxy.text()[-3000:]
+        near = pattern.search(proxy.text())
+        assert near is not None
+    finally:
+        proxy.stop()
+    store = cache_models.CacheStore(f"sqlite:///{proxy.db_path}")
+    try:
+        explained = store.explain(near.group(1))
+    finally:
+        store.close()
+    assert explained is not None and "cc_prompt_id=" in explained[1]
+    suggested = YAML(typ="safe").load(YAML(typ="safe").load(explained[1])["llm_cache_profiles"])["claude-code"]
+    mine = {"claude-code": {"match": {"user_agent": ["claude-cli/*"], "family": ["anthropic.messages"]},
+                            **{k: v for k, v in suggested.items() if k in ("ignore", "volatile")}}}
+    ruled = Mitmdump(cache, certs=certs, fake=fake, extra=["--set", f"llm_cache_profiles={json.dumps(mine)}"])
+    try:
+        before = fake.llm_calls()
+        third = run(chosen, "say hello to the near miss", ruled, home=home, workdir=work)
+        fourth = run(chosen, "say hello to the near miss", ruled, home=home, workdir=work)
+        assert third.returncode == fourth.returncode == 0
+        assert fake.llm_calls() - before == 1, "recorded once under the new rule, then a hit"
+        assert fourth.answer == third.answer
+    finally:
+        ruled.stop()

@@ -5,6 +5,9 @@ import time
 import anthropic
 import openai
 import pytest
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types as genai_types
 
 from tests.e2e.control_helpers import chat, options, point_agent_at, text
 from tests.support.procs import Mitmdump, failed_start
@@ -50,6 +53,15 @@ def test_replay_answers_hits_and_fails_a_miss_loudly_naming_the_closest_request(
                                               messages=[{"role": "user", "content": prompt + "?"}])
     assert anthropic_miss.value.status_code == 400
     assert "differs at: messages[0].content" in str(anthropic_miss.value)
+    # google-genai retries 408, 429 and 5xx when retries are on (measured: a 504 five times over
+    # ~18 s); a 400 it raises at once.
+    monkeypatch.setenv("GEMINI_API_KEY", "AIzaSyE2ESECRETGEMINIKEY0123456789")
+    gemini = genai.Client(http_options=genai_types.HttpOptions(retry_options=genai_types.HttpRetryOptions()))
+    started = time.monotonic()
+    with pytest.raises(genai_errors.ClientError) as gemini_miss:
+        gemini.models.generate_content(model="gemini-2.5-flash", contents=f"{prompt} gemini")
+    assert time.monotonic() - started < 2.0 and gemini_miss.value.code == 400
+    assert "is not in the cache and llm_cache_mode is replay" in str(gemini_miss.value)
     assert fake.calls() == before, "replay never contacts an upstream"
 
 

@@ -94,7 +94,7 @@ def test_stats_and_clear(store):
     row = CacheEntry.get_by_id("a" * 64)
     assert (row.input_tokens, row.output_tokens) == (3, 4)
     assert unpack_request(bytes(row.request)) == {  # canonical: no transport fields
-        "url": "https://api.openai.com:443/v1/chat/completions", "headers": {}, "profile": "",
+        "url": "https://api.openai.com:443/v1/chat/completions", "headers": {}, "profile": "", "user_agent": "",
         "body": {"messages": [], "model": "gpt"}}
     assert store.clear() == 2
     assert store.find("a" * 64) is None
