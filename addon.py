@@ -28,6 +28,8 @@ import cache_models
 from llm_cache import answers, keys, policy
 from llm_cache.closest import describe, nearest
 from llm_cache.controls import OWN_HEADERS, has_own_headers, read_controls
+from llm_cache.credentials import credentials
+from llm_cache.decode import TooLarge, decode
 from llm_cache.endpoints import PASSED_THROUGH, Wire, is_websocket_upgrade, route_for
 from llm_cache.explain import NearMiss
 from llm_cache.failures import FailureLog
@@ -107,9 +109,6 @@ OPTIONS: tuple[tuple[str, type, Any, str], ...] = (
      "so the client falls back to HTTP and SSE, which is cached."),
 )
 OPTION_NAMES = tuple(f"llm_cache_{name}" for name, *_ in OPTIONS)
-
-# Where a credential travels; the `credential` scope keys by an HMAC of the first one present.
-CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
 
 
 class LLMCache:
@@ -192,7 +191,11 @@ class LLMCache:
             return
         fields = _text_fields(request.headers)
         query = request.query.items(multi=True) if "?" in path else ()
-        target = keys.make_target(method, request.scheme, request.host, request.port, path, query, fields)
+        try:
+            target = keys.make_target(method, request.scheme, request.host, request.port, path, query, fields)
+        except ValueError as e:  # a keyed header that is not UTF-8: not ours to judge
+            self._failures.passed_through("reading the request headers", e)
+            return
         controls = read_controls(fields)
         if has_own_headers(name for name, _ in fields):  # the cache's business only: no provider sees them
             for name in OWN_HEADERS:
@@ -202,7 +205,7 @@ class LLMCache:
         flow.metadata[META] = state = {  # plain data: flows are saved with it
             "route": route, "target": target, "controls": controls, "profile": profile,
             "user_agent": named.get("user-agent", ""),
-            "partition": self._partition(controls.namespace, request.headers, query),
+            "partition": self._partition(controls.namespace, fields, query),
         }
         if route.family in PASSED_THROUGH:
             state.update(status=Status.BYPASS, reason=PASSED_THROUGH[route.family])
@@ -219,11 +222,16 @@ class LLMCache:
             return None
         settings, family = self.settings, state["route"].family
         try:
-            raw = _content(flow.request)
-            if len(raw) > settings.max_request_bytes:
-                reason = f"request over llm_cache_max_request_bytes ({len(raw)} bytes)"
-                state.update(status=Status.BYPASS, reason=reason)
-                return None
+            raw = _content(flow.request, settings.max_request_bytes)
+        except TooLarge:  # decoding stopped at the limit: a compression bomb is never inflated whole
+            reason = f"request over llm_cache_max_request_bytes ({settings.max_request_bytes} bytes)"
+            state.update(status=Status.BYPASS, reason=reason)
+            return None
+        except ValueError as e:  # an encoding that does not decode: not ours to judge
+            self._failures.passed_through("reading the request body", e)
+            del flow.metadata[META]
+            return None
+        try:
             facts = self._memo.facts(state["route"], raw, state["profile"])
             if facts is not None and facts.has_controls:
                 flow.request.content = keys.without_controls(raw)  # a provider must never see "cache": false
@@ -288,7 +296,8 @@ class LLMCache:
         target = state["target"]
         try:
             rules, family = self.settings.key_rules, state["route"].family
-            body = canonical_form(keys.parse_json(_content(flow.request)), rules, family=family,
+            body = canonical_form(keys.parse_json(_content(flow.request, self.settings.max_request_bytes)), rules,
+                                  family=family,
                                   profile=state["profile"])
             candidates = (
                 (key, created_at, unpack_request(packed, rules, family)["body"])
@@ -400,7 +409,11 @@ class LLMCache:
                 if ended_early and (problem := answers.early_end_problem(family, body)):
                     return f"skipped: {problem}"
             else:
-                body = _content(response)
+                limit = self.settings.max_response_bytes
+                try:
+                    body = _content(response, limit)
+                except TooLarge:
+                    return f"skipped: response over llm_cache_max_response_bytes ({limit} bytes)"
             fields = _text_fields(response.headers)
             wire = answers.wire_of(_header(response.headers, b"content-type"), requested=state["wire"])
             is_stream = wire is not Wire.JSON
@@ -415,7 +428,7 @@ class LLMCache:
                 return f"skipped: response over llm_cache_max_response_bytes ({len(body)} bytes)"
             if state["secret"]:
                 return f"skipped: the request carries {state['secret']}"
-            request_body = _content(flow.request)
+            request_body = _content(flow.request, self.settings.max_request_bytes)
             now = time.time()
             controls = state["controls"]
             self._remember(state["entry"], flow)
@@ -439,15 +452,13 @@ class LLMCache:
         self._seen[key] = nth + 1
         return nth
 
-    def _partition(self, namespace: str, headers: http.Headers, query: Sequence[tuple[str, str]]) -> str:
+    def _partition(self, namespace: str, fields: list[tuple[str, str]], query: Sequence[tuple[str, str]]) -> str:
         """Which part of the cache a request belongs to: its namespace, and in the credential scope
-        an HMAC of its credential (the secret lives in the cache, so the HMAC cannot be reversed)."""
+        an HMAC of every credential it carries (the secret lives in the cache, so the HMAC cannot be
+        reversed)."""
         parts = [f"ns:{namespace}"] if namespace else []
         if self.settings.scope is policy.Scope.CREDENTIAL and (store := self._store()) is not None:
-            credential = next((headers[name] for name in CREDENTIAL_HEADERS if name in headers), None)
-            if credential is None:
-                credential = next((v for k, v in query if k.lower() in keys.CREDENTIAL_QUERY_PARAMS), "")
-            parts.append(f"cred:{store.credential_tag(credential)}")
+            parts.append(f"cred:{store.credential_tag(credentials(fields, query))}")
         return "|".join(parts)
 
     # -- commands -----------------------------------------------------------------------------
@@ -597,12 +608,16 @@ def _header(headers: http.Headers, name: bytes) -> str:
     return ""
 
 
-def _content(message: http.Message) -> bytes:
-    """The decoded body, as `get_content(strict=True)` gives it, without its header lookup when
-    nothing is encoded (most bodies). Raises ValueError when the encoding does not decode."""
-    if _header(message.headers, b"content-encoding"):
-        return message.get_content(strict=True) or b""
-    return message.raw_content or b""
+def _content(message: http.Message, limit: int) -> bytes:
+    """The decoded body, decoded within `limit` bytes (llm_cache.decode): raises TooLarge past it,
+    ValueError when the encoding does not decode. Most bodies are not encoded: they are read as they are."""
+    raw = message.raw_content or b""
+    encoding = _header(message.headers, b"content-encoding")
+    if encoding:
+        return decode(raw, encoding, limit)
+    if len(raw) > limit:
+        raise TooLarge(f"{len(raw)} bytes")
+    return raw
 
 
 def _add_headers(headers: http.Headers, added: list[tuple[str, str]]) -> None:

@@ -132,7 +132,9 @@ def redact_url(url: str) -> str:
 def open_database(url: str) -> Database:
     """Connect, bind the models and create the table if it is missing."""
     if url.startswith("sqlite:///"):
-        os.makedirs(os.path.dirname(url[len("sqlite:///"):]) or ".", exist_ok=True)
+        path = url[len("sqlite:///"):].split("?", 1)[0]
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        keep_private(path)
         db = connect(url, pragmas=SQLITE_PRAGMAS)
     elif "connect_timeout=" in url:
         db = connect(url)
@@ -145,6 +147,25 @@ def open_database(url: str) -> Database:
     db.create_tables([CacheEntry, CacheSetting], safe=True)
     _add_missing_columns(db)
     return db
+
+
+def keep_private(path: str) -> None:
+    """The cache holds every prompt: its file is its owner's alone (0600). SQLite gives the -wal and
+    -shm files the database file's mode; files an earlier version made readable to others are
+    narrowed, once, with a log line."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        return
+    except FileExistsError:
+        pass
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        try:
+            mode = os.stat(name).st_mode & 0o777
+            if mode & 0o077:
+                os.chmod(name, mode & 0o700)
+                logger.info("llm-cache: %s was readable by other users; now by its owner only", name)
+        except OSError:  # not there (a -wal between runs), or not ours to change: SQLite will say
+            continue
 
 
 def _add_missing_columns(db: Database) -> None:

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from llm_cache.credentials import CREDENTIAL_QUERY_PARAMS
 from llm_cache.endpoints import Family, Route, has_expected_shape, model_of, streams
 from llm_cache.normalise import DEFAULT_RULES, KeyRules, canonical_form, is_control_field
 from llm_cache.secrets import SecretScanner
@@ -29,7 +30,6 @@ KEY_SCHEME = "llm-cache/2"
 # Request headers that change what the model does, so they are part of the key.
 KEYED_HEADERS = ("anthropic-beta", "anthropic-version", "openai-beta")
 
-CREDENTIAL_QUERY_PARAMS = frozenset({"key", "api_key", "api-key", "access_token"})
 
 _GEMINI_STREAM = ":streamGenerateContent"
 
@@ -74,12 +74,15 @@ def make_target(
     query: Iterable[tuple[str, str]],
     headers: Iterable[tuple[str, str]],
 ) -> RequestTarget:
-    """Normalise the parts of a request line and headers that belong in a key."""
+    """Normalise the parts of a request line and headers that belong in a key. Raises ValueError
+    for a keyed header that is not UTF-8 (its value could not be written in the key)."""
     kept_query = sorted((k, v) for k, v in query if k.lower() not in CREDENTIAL_QUERY_PARAMS)
     header_map: dict[str, list[str]] = {}
     for name, value in headers:
         lname = name.lower()
         if lname in KEYED_HEADERS:
+            if not value.isascii() and not _is_utf8(value):
+                raise ValueError(f"the {lname} header is not UTF-8")
             header_map.setdefault(lname, []).append(value)
     keyed = tuple((name, normalise_header_value(name, header_map[name])) for name in sorted(header_map))
     return RequestTarget(
@@ -91,6 +94,15 @@ def make_target(
         query=tuple(kept_query),
         headers=keyed,
     )
+
+
+def _is_utf8(value: str) -> bool:
+    """Header text decoded with surrogateescape keeps bytes that were not UTF-8 as surrogates."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def normalise_header_value(name: str, values: list[str]) -> str:

@@ -8,6 +8,9 @@ overrides profiles in the same shape with `llm_cache_profiles`).
       ignore: [metadata]                          # body paths left out of the key
       volatile:                                   # text that differs on every run
         - {at: "system[0].text", pattern: '(?<=cch=)[0-9a-f]+', replace: "<cch>"}
+      unordered:                                  # a list, or adjacent text blocks, in an order that varies
+        - {at: "tools[*].enum"}
+        - {at: "system[*].text", pattern: '(?s)<skill>.*?</skill>\\n'}
       portable:                                   # dates and the like (llm_cache_portable)
         - {at: "messages[*].content[*].text", pattern: "Today's date is [0-9-]+", replace: "Today's date is <date>"}
       values:                                     # values the request states, replaced wherever they appear
@@ -19,6 +22,7 @@ pattern) and then replaced in every string of the body: the working directory al
 tool results and file paths. They count as portable rules.
 """
 
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -40,6 +44,40 @@ class TextRule:
 
     def apply(self, body: Any) -> None:
         paths.map_strings(body, self.at, lambda text: self.pattern.sub(self.replace, text))
+
+
+@dataclass(frozen=True)
+class OrderRule:
+    """A list, or runs of adjacent text blocks, that the agent sends in an order that varies from
+    run to run (the Gemini CLI reads its skills concurrently): sorted before keying."""
+
+    at: paths.Path
+    pattern: re.Pattern[str] | None = None  # None: the list at `at`; else blocks of this pattern in text
+
+    def apply(self, body: Any) -> None:
+        if self.pattern is None:
+            for container, slot in list(paths.places(body, self.at)):
+                if isinstance(container[slot], list):
+                    container[slot] = sorted(container[slot], key=lambda v: json.dumps(v, sort_keys=True, default=str))
+        else:
+            paths.map_strings(body, self.at, self._sort_runs)
+
+    def _sort_runs(self, text: str) -> str:
+        assert self.pattern is not None
+        out: list[str] = []
+        run: list[str] = []  # the adjacent blocks found so far
+        at = 0
+        for match in self.pattern.finditer(text):
+            if run and match.start() != at:
+                out.append("".join(sorted(run)))
+                run = []
+            if not run:
+                out.append(text[at:match.start()])
+            run.append(match.group(0))
+            at = match.end()
+        out.append("".join(sorted(run)))
+        out.append(text[at:])
+        return "".join(out)
 
 
 @dataclass(frozen=True)
@@ -65,6 +103,7 @@ class Profile:
     families: tuple[str, ...] = ()  # any of them; empty: every family
     ignore: tuple[paths.Path, ...] = ()
     volatile: tuple[TextRule, ...] = ()
+    unordered: tuple[OrderRule, ...] = ()
     portable: tuple[TextRule, ...] = ()
     values: tuple[ValueRule, ...] = ()
 
@@ -83,6 +122,8 @@ class Profile:
             paths.remove(body, path)
         for rule in self.volatile:
             rule.apply(body)
+        for order in self.unordered:
+            order.apply(body)
         if not portable:
             return body
         found = {value: f"<{rule.name}>" for rule in self.values for value in rule.found(body)}
@@ -124,7 +165,7 @@ NO_PROFILES = Profiles()
 
 # -- reading profiles ---------------------------------------------------------------------------
 
-_KEYS = frozenset({"description", "extends", "match", "ignore", "volatile", "portable", "values"})
+_KEYS = frozenset({"description", "extends", "match", "ignore", "volatile", "unordered", "portable", "values"})
 
 
 def load(user: str = "", *, built_in: str | None = None) -> Profiles:
@@ -196,6 +237,7 @@ def _profile(start: Profile, spec: Mapping[str, Any], where: str) -> Profile:
         fields["description"] = str(spec["description"])
     fields["ignore"] = start.ignore + tuple(_path(p, where) for p in _strings(spec.get("ignore"), f"{where}: ignore"))
     fields["volatile"] = start.volatile + _text_rules(spec.get("volatile"), f"{where}: volatile")
+    fields["unordered"] = start.unordered + _order_rules(spec.get("unordered"), f"{where}: unordered")
     fields["portable"] = start.portable + _text_rules(spec.get("portable"), f"{where}: portable")
     fields["values"] = start.values + _value_rules(spec.get("values"), f"{where}: values")
     return replace(start, **fields)
@@ -244,6 +286,12 @@ def _text_rules(value: Any, where: str) -> tuple[TextRule, ...]:
         rules.append(TextRule(_path(str(rule["at"]), where), _pattern(rule["pattern"], where),
                               str(rule.get("replace", "<norm>"))))
     return tuple(rules)
+
+
+def _order_rules(value: Any, where: str) -> tuple[OrderRule, ...]:
+    return tuple(OrderRule(_path(str(rule["at"]), where),
+                           _pattern(rule["pattern"], where) if "pattern" in rule else None)
+                 for rule in _rules(value, where, ("at",)))
 
 
 def _value_rules(value: Any, where: str) -> tuple[ValueRule, ...]:

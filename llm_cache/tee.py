@@ -1,56 +1,37 @@
 """A `flow.response.stream` callable that forwards each chunk untouched (the client sees the stream as
-it arrives) and keeps a decoded copy for the cache (compressed streams are stored decoded)."""
+it arrives) and keeps a decoded copy for the cache (compressed streams are stored decoded, within
+the recording limit: llm_cache.decode)."""
 
-import zlib
-from collections.abc import Callable
-
-import brotli
-import zstandard
-
-Decoder = Callable[[bytes], bytes]
+from llm_cache.decode import Decoder, TooLarge
 
 MAX_RECORDED_STREAM = 64 * 1024 * 1024  # past this the stream still flows, but is not recorded
 
 
-def make_decoder(content_encoding: str) -> Decoder | None:
-    """An incremental decoder for a Content-Encoding, or None when we cannot decode it."""
-    encoding = content_encoding.strip().lower()
-    if encoding in ("", "identity"):
-        return bytes
-    if encoding in ("gzip", "x-gzip"):
-        return zlib.decompressobj(zlib.MAX_WBITS | 16).decompress
-    if encoding == "deflate":
-        return zlib.decompressobj(zlib.MAX_WBITS).decompress
-    if encoding == "br":
-        return brotli.Decompressor().process
-    if encoding == "zstd":
-        return zstandard.ZstdDecompressor().decompressobj().decompress
-    return None
-
-
 class StreamTee:
     def __init__(self, content_encoding: str, limit: int = MAX_RECORDED_STREAM) -> None:
-        self._decode = make_decoder(content_encoding)
         self._limit = limit
         self.body = bytearray()
         self.finished = False
         self.problem: str | None = None
-        if self._decode is None:
-            self.problem = f"cannot decode content-encoding {content_encoding!r}"
+        self._decoder: Decoder | None = None
+        try:
+            self._decoder = Decoder(content_encoding, limit)
+        except ValueError as e:
+            self.problem = str(e)
 
     def __call__(self, data: bytes) -> bytes:
         if not data:  # mitmproxy's end-of-message call
             self.finished = True
-        elif self.problem is None and self._decode is not None:
+        elif self._decoder is not None:
             try:
-                self.body += self._decode(data)
-            except (zlib.error, brotli.error, zstandard.ZstdError) as e:
-                self._give_up(f"stream did not decode: {e}")
-            if len(self.body) > self._limit:
+                self.body += self._decoder.feed(data)
+            except TooLarge:
                 self._give_up(f"stream larger than {self._limit} bytes")
+            except ValueError as e:
+                self._give_up(f"stream did not decode: {e}")
         return data
 
     def _give_up(self, problem: str) -> None:
         self.problem = problem
         self.body = bytearray()
-        self._decode = None
+        self._decoder = None

@@ -11,6 +11,7 @@ The model name picks a behaviour:
     fake-cut            a stream that ends cleanly but before its terminal event
     fake-error-event    a stream with an in-stream error event
     fake-gzip           gzip-compressed answers (streams compressed chunk by chunk)
+    fake-bomb           a JSON answer whose gzip body inflates to 1 GiB
     fake-tools          the answer is a tool call
     fake-slow           a stream whose events are 300 ms apart
     fake-reasoning      (Responses) a reasoning summary before the text
@@ -37,7 +38,8 @@ import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import fake_agent  # this file runs as a script: its folder is on sys.path
+import bombs  # this file runs as a script: its folder is on sys.path
+import fake_agent
 import fake_protocols
 from fake_protocols import pieces
 
@@ -97,8 +99,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/__fail":
             _fail["status"] = json.loads(raw)["status"]
             return self._json(200, {})
-        if self.headers.get("content-encoding") == "gzip":
-            raw = gzip.decompress(raw)
+        if self.headers.get("content-encoding") == "gzip":  # within 64 MB: the tests send bombs too
+            raw = zlib.decompressobj(zlib.MAX_WBITS | 16).decompress(raw, 64 << 20)
         n = _count(self.path.split("?")[0], "POST")
         with _lock:
             _last.update(path=self.path, headers=dict(self.headers.items()), body=raw.decode(errors="replace"))
@@ -112,6 +114,8 @@ class Handler(BaseHTTPRequestHandler):
         self.gzip = model == "fake-gzip" and "gzip" in self.headers.get("accept-encoding", "")
         if model == "fake-500":
             return self._json(500, {"error": {"message": "upstream exploded", "type": "server_error"}})
+        if model == "fake-bomb":  # a JSON answer that gzip-inflates to 1 GiB
+            return self._send(200, bombs.bomb("gzip"), "application/json", encoding="gzip")
         path, _, query = self.path.partition("?")
         text = f"call #{n}: {_last_text(body)}"
         turn = fake_agent.scripted_turn(body)  # a real agent's tool session
@@ -139,10 +143,12 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._json(404, {"error": {"message": f"no route {path} (call #{n})"}})
 
-    def _send(self, status: int, payload: bytes, content_type: str) -> None:
+    def _send(self, status: int, payload: bytes, content_type: str, encoding: str = "") -> None:
         self.send_response(status)
         self.send_header("content-type", content_type)
-        if getattr(self, "gzip", False):
+        if encoding:  # sent as it is, already encoded
+            self.send_header("content-encoding", encoding)
+        elif getattr(self, "gzip", False):
             payload = gzip.compress(payload)
             self.send_header("content-encoding", "gzip")
         self.send_header("content-length", str(len(payload)))

@@ -261,3 +261,17 @@ def test_an_older_cache_gets_the_new_columns(tmp_path):
         assert store.find("a" * 64).expires_at == 5.0 and store.invalidate(tag="t") == 1
     finally:
         store.close()
+
+
+def test_cache_files_are_made_private_and_old_ones_narrowed(tmp_path, caplog):
+    fresh = tmp_path / "new.sqlite3"
+    cache_models.keep_private(str(fresh))
+    assert fresh.stat().st_mode & 0o777 == 0o600
+    old = tmp_path / "old.sqlite3"
+    for name in (old, tmp_path / "old.sqlite3-wal"):
+        name.write_bytes(b"")
+        name.chmod(0o644)
+    caplog.set_level(logging.INFO)
+    cache_models.keep_private(str(old))
+    assert old.stat().st_mode & 0o777 == 0o600 and (tmp_path / "old.sqlite3-wal").stat().st_mode & 0o777 == 0o600
+    assert "was readable by other users; now by its owner only" in caplog.text

@@ -266,3 +266,26 @@ def test_user_normalisers_apply_to_text():
     one = chat(messages=[{"role": "user", "content": "at 2026-11-22T10:00:01Z in /tmp/run-abc"}])
     two = chat(messages=[{"role": "user", "content": "at 2026-11-23T09:59:59Z in /tmp/run-xyz"}])
     assert digest(one, rules) == digest(two, rules) and digest(one) != digest(two)
+
+
+def test_lists_and_text_blocks_an_agent_sends_in_varying_order_are_sorted():
+    loaded = profiles.load()
+    skill = "  <skill>\n    <name>{0}</name>\n    <location>/x/{0}/SKILL.md</location>\n  </skill>\n"
+
+    def gemini_cli(first, second):
+        prompt = f"Skills:\n<available_skills>\n{skill.format(first)}{skill.format(second)}</available_skills>\nEnd."
+        return {"systemInstruction": {"parts": [{"text": prompt}]}, "contents": [
+            {"role": "user", "parts": [{"text": "hi"}]}], "tools": [{"functionDeclarations": [
+                {"name": "activate_skill", "parametersJsonSchema": {"type": "object", "properties": {
+                    "name": {"type": "string", "enum": [first, second]}}}}]}]}
+
+    rules = KeyRules(profiles=loaded)
+    one = digest(gemini_cli("skill-creator", "antigravity-support"), rules, GEMINI, profile="gemini-cli")
+    assert one == digest(gemini_cli("antigravity-support", "skill-creator"), rules, GEMINI, profile="gemini-cli")
+    assert one != digest(gemini_cli("skill-creator", "other-skill"), rules, GEMINI, profile="gemini-cli")
+    assert digest(gemini_cli("skill-creator", "antigravity-support"), rules, GEMINI) != digest(
+        gemini_cli("antigravity-support", "skill-creator"), rules, GEMINI)  # other clients: order is data
+    form = canonical_form(gemini_cli("b-skill", "a-skill"), rules, family=Family.GEMINI_GENERATE, profile="gemini-cli")
+    text = form["systemInstruction"]["parts"][0]["text"]
+    assert text.index("a-skill") < text.index("b-skill") and text.startswith("Skills:\n<available_skills>\n  <skill>")
+    assert text.endswith("</skill>\n</available_skills>\nEnd.")
