@@ -17,6 +17,7 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Coroutine, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import orjson
@@ -50,6 +51,7 @@ PROBE_TIMEOUT = 5.0  # seconds: stale-if-error's check that an upstream can be r
 STALE_STATUSES = frozenset({429, 500, 502, 503, 504})  # upstream failures stale-if-error covers
 
 NEAR_MISS_FLOWS = 256  # recorded flows kept for the comment their near miss adds
+STORE_WAIT = 2.0  # seconds an answer waits for its entry to be committed before it says "queued"
 
 MARK_HIT = ":zap:"
 MARK_STORED = ":floppy_disk:"
@@ -363,17 +365,51 @@ class LLMCache:
         else:
             response.stream = True  # not recorded: still forwarded piece by piece, as mitmproxy would not
 
-    def response(self, flow: http.HTTPFlow) -> None:
+    def response(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
         state = flow.metadata.get(META)
         if not state or state.get("status") != Status.MISS or flow.response is None:
-            return
+            return None
         stale = self._stale.pop(flow.id, None)
         if stale is not None and flow.response.status_code in STALE_STATUSES and self._serve_stale(flow, stale):
-            return
+            return None
         outcome = self._record(flow, state)
-        if not isinstance(flow.response.stream, StreamTee):  # a streamed response's headers are gone
-            _add_headers(flow.response.headers, store_headers(outcome, compat=self.settings.compat_headers))
+        if isinstance(flow.response.stream, StreamTee):  # a streamed answer's headers are gone: mitmweb says it
+            self._recorded(flow, state, outcome if isinstance(outcome, str) else self._later(flow, state, outcome))
+            return None
+        if isinstance(outcome, str):
+            self._answered(flow, state, outcome)
+            return None
+        return self._answer_when_stored(flow, state, outcome)
+
+    async def _answer_when_stored(self, flow: http.HTTPFlow, state: dict, stored: Future[str]) -> None:
+        """`X-LLM-Cache-Store: stored` means written: the answer waits for the commit (a few ms), up
+        to STORE_WAIT, then says what is known ("queued …") and mitmweb's comment the rest."""
+        try:
+            outcome = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(stored)), STORE_WAIT)
+        except TimeoutError:
+            outcome = self._later(flow, state, stored)
+        self._answered(flow, state, outcome)
+
+    def _answered(self, flow: http.HTTPFlow, state: dict, outcome: str) -> None:
+        assert flow.response is not None
+        _add_headers(flow.response.headers, store_headers(outcome, compat=self.settings.compat_headers))
         self._recorded(flow, state, outcome)
+
+    def _later(self, flow: http.HTTPFlow, state: dict, stored: Future[str]) -> str:
+        """What to say of an entry not written yet; its comment is brought up to date when it is
+        (the future is settled on a helper thread: the update runs on the event loop)."""
+        def update(outcome: str) -> None:
+            self._recorded(flow, state, outcome)
+            ctx.master.addons.trigger(UpdateHook([flow]))
+
+        loop = self._loop
+        if loop is not None:
+            stored.add_done_callback(lambda done: loop.call_soon_threadsafe(update, done.result()))
+        else:  # hooks called outside mitmproxy (tests): no event loop to hand the update to
+            stored.add_done_callback(lambda done: self._recorded(flow, state, done.result()))
+        store = self.store
+        why = store.retrying if store is not None and store.retrying else "the writer has not committed it yet"
+        return f"queued: not written yet ({why})"
 
     def error(self, flow: http.HTTPFlow) -> None:
         """A stream can end in an error after its answer is complete: the Codex CLI resets its HTTP/2
@@ -383,15 +419,18 @@ class LLMCache:
         state = flow.metadata.get(META)
         if (state and state.get("status") == Status.MISS and "store" not in state and flow.response is not None
                 and isinstance(flow.response.stream, StreamTee)):
-            self._recorded(flow, state, self._record(flow, state, ended_early=True))
+            outcome = self._record(flow, state, ended_early=True)
+            self._recorded(flow, state, outcome if isinstance(outcome, str) else self._later(flow, state, outcome))
 
     def _recorded(self, flow: http.HTTPFlow, state: dict, outcome: str) -> None:
         state["store"] = outcome
         mark = MARK_STORED if outcome == "stored" else MARK_NOT_STORED
-        _mark(flow, mark, f"llm-cache MISS {state['key'][:12]} {outcome}")
+        near = flow.comment.partition("\nnear miss: ")[2]  # a near miss may have been noted first
+        _mark(flow, mark, f"llm-cache MISS {state['key'][:12]} {outcome}" + (f"\nnear miss: {near}" if near else ""))
 
-    def _record(self, flow: http.HTTPFlow, state: dict, *, ended_early: bool = False) -> str:
-        """Hand a complete success to the store; say what happened, as X-LLM-Cache-Store does."""
+    def _record(self, flow: http.HTTPFlow, state: dict, *, ended_early: bool = False) -> str | Future[str]:
+        """Hand a complete success to the store: what became of it (as X-LLM-Cache-Store says it),
+        or a future of it once the writer has committed it."""
         response = flow.response
         assert response is not None
         if state["skip_store"]:
@@ -432,17 +471,20 @@ class LLMCache:
             now = time.time()
             controls = state["controls"]
             self._remember(state["entry"], flow)
-            store.put(answers.make_record(
+            stored = store.put(answers.make_record(
                 key=state["entry"], family=family, target=state["target"], model=state["model"],
                 request_body=request_body, status=response.status_code,
                 headers=headers, body=body, is_stream=is_stream, now=now,
                 expires_at=now + controls.ttl if controls.ttl else None, sample=state["sample"], tags=controls.tags,
                 profile=state["profile"], user_agent=state["user_agent"],
             ))
+        except RuntimeError as e:  # the writer is far behind: this one is not recorded
+            self._failures.passed_through("recording the response", e)
+            return f"skipped: {e}"
         except Exception as e:
             self._failures.passed_through("recording the response", e)
             return f"skipped: {type(e).__name__}"
-        return "stored"
+        return stored
 
     def _nth(self, key: str) -> int:
         """How many identical requests this run has seen before this one (only counted for samples)."""

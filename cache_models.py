@@ -5,15 +5,16 @@ comes from a URL through playhouse.db_url. Reads run on the caller's thread with
 statement; every write goes through one writer process (llm_cache.writer).
 """
 
+import contextlib
 import hashlib
 import hmac
 import logging
 import os
-import re
 import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import Any, NamedTuple, cast
 from urllib.parse import urlsplit
 
@@ -28,6 +29,7 @@ from peewee import (
     IntegerField,
     Model,
     TextField,
+    chunked,
     fn,
 )
 from playhouse.db_url import connect
@@ -38,7 +40,7 @@ from llm_cache.endpoints import Family
 from llm_cache.keys import parse_json
 from llm_cache.normalise import DEFAULT_RULES, KeyRules, canonical_form
 from llm_cache.records import Record, storage_fields, unpack_request
-from llm_cache.writer import ProcessWriter
+from llm_cache.writer import RETRY_FOR, ProcessWriter, Retry
 
 logger = logging.getLogger(__name__)
 # mitmproxy sets the root logger to DEBUG (and quiets tornado, asyncio, hpack). peewee logs every
@@ -244,10 +246,14 @@ class CacheStore:
         )
         self._scope_secret: bytes | None = None
         self._pending: dict[str, tuple[int, Record]] = {}
+        self._waiters: dict[int, Future[str]] = {}
         self._hits: dict[str, tuple[int, float]] = {}
         self._hits_sent = 0.0
         self._lock = threading.Lock()
-        self._writer = ProcessWriter(open_writer, (url, rules), self._settled)
+        self.retrying: str | None = None  # why the writer is trying a batch again, while it is
+        self.writes = {"stored": 0, "lost": 0}  # entries, this process's run
+        self.lost: dict[str, int] = {}  # entries lost, by cause
+        self._writer = ProcessWriter(open_writer, (url, rules), self._settled, retrying=self._retrying)
 
     def find(self, key: str) -> Record | None:
         with self._lock:
@@ -312,12 +318,16 @@ class CacheStore:
             raise ValueError("invalidate needs a tag, a model or a host")
         return CacheEntry.delete().where(condition).execute()
 
-    def put(self, record: Record) -> None:
-        if self._writer.dead:
-            raise RuntimeError(f"the writer process stopped ({self._writer.dead})")
+    def put(self, record: Record) -> Future[str]:
+        """Hand an entry to the writer: a future of what becomes of it, "stored" once it is committed
+        or "skipped: <why>" when it cannot be (set on a helper thread). Raises RuntimeError when the
+        writer is too far behind to take it."""
+        future: Future[str] = Future()
         with self._lock:  # held across submit, so the acknowledgement cannot overtake us
             number = self._writer.submit(record)
             self._pending[record.key] = (number, record)
+            self._waiters[number] = future
+        return future
 
     def touch(self, key: str, when: float) -> None:
         """Count a hit. Counts add up in memory and reach the writer every HIT_COUNT_INTERVAL."""
@@ -354,6 +364,8 @@ class CacheStore:
             "entries": sum(f["entries"] for f in families.values()),
             "hits": sum(f["hits"] for f in families.values()),
             "families": families,
+            "writes": {**self.writes, "waiting": self._writer.unsettled, "lost_by_cause": dict(self.lost),
+                       "retrying": self.retrying},
         }
 
     def clear(self) -> int:
@@ -399,20 +411,47 @@ class CacheStore:
         miss, stored_body, new_body = found
         return miss, explain.suggestion(miss, stored_body, new_body)
 
+    def _retrying(self, numbers: list[int], cause: str) -> None:
+        """The writer could not write a batch, for a reason that may pass: it tries again."""
+        if self.retrying != cause:
+            logger.warning("llm-cache: could not write to %s: %s; trying again for up to %.0f s",
+                           redact_url(self.url), cause, RETRY_FOR)
+        self.retrying = cause
+
     def _settled(self, numbers: list[int], error: str | None, notes: list[Any]) -> None:
+        skipped = {note.key: note.reason for note in notes if isinstance(note, Skipped)}
         for note in notes:
             if isinstance(note, explain.NearMiss):
                 if self._on_near_miss is not None:
                     self._on_near_miss(note)
-                continue
-            logger.warning("llm-cache: %s", note)
+            elif isinstance(note, Skipped):
+                logger.warning("llm-cache: not storing entry %s: %s", note.key[:12], note.reason)
+            else:
+                logger.warning("llm-cache: %s", note)
         done = set(numbers)
         with self._lock:
-            written = [key for key, (number, _) in self._pending.items() if number in done]
-            for key in written:
+            entries = {number: key for key, (number, _) in self._pending.items() if number in done}
+            for key in entries.values():
                 del self._pending[key]
+            waiters = [(self._waiters.pop(n), entries.get(n)) for n in numbers if n in self._waiters]
+            failed = len(entries) if error is not None else len(skipped)
+            self.writes["stored"] += len(entries) - failed
+            self.writes["lost"] += failed
+            causes: list[str] = [error] * len(entries) if error is not None else list(skipped.values())
+            for cause in causes:
+                self.lost[cause] = self.lost.get(cause, 0) + 1
         if error is not None:
-            logger.warning("llm-cache: could not write %d entries to %s: %s", len(written), redact_url(self.url), error)
+            logger.warning("llm-cache: could not write %d entries to %s: %s", len(entries), redact_url(self.url), error)
+        elif self.retrying is not None:
+            logger.info("llm-cache: writing to %s works again", redact_url(self.url))
+            self.retrying = None
+        for future, entry in waiters:
+            if error is not None:
+                future.set_result(f"skipped: not written ({error})")
+            elif entry in skipped:
+                future.set_result(f"skipped: {skipped[entry]}")
+            else:
+                future.set_result("stored")
 
 
 class HitCounts(dict[str, tuple[int, float]]):
@@ -464,59 +503,130 @@ def _near_misses(records: Sequence[Record], rules: KeyRules) -> list[explain.Nea
     return found
 
 
+class Skipped(NamedTuple):
+    """A writer note: this entry of a written batch was not stored, and why."""
+
+    key: str
+    reason: str
+
+
+def transient_cause(error: Exception) -> str | None:
+    """What a write failure that may pass is, in words, or None when it will not pass by waiting."""
+    text = str(error).lower()
+    for needle, cause in _TRANSIENT:
+        if needle in text:
+            return cause
+    if type(error).__name__ in ("OperationalError", "InterfaceError") and not url_is_sqlite(str(error)):
+        return f"the database server cannot be reached ({_first_line(error)})"
+    return None
+
+
+_TRANSIENT = (
+    ("database is locked", "the database is locked by another process"),
+    ("database table is locked", "the database is locked by another process"),
+    ("database or disk is full", "the disk is full"),
+    ("no space left", "the disk is full"),
+    ("readonly database", "the database is read-only"),
+    ("read-only file system", "the file system is read-only"),
+    ("disk i/o error", "a disk I/O error"),
+    ("unable to open database file", "the database file cannot be opened"),
+    ("no such table", "the database file was replaced"),
+)
+
+
+def url_is_sqlite(text: str) -> bool:
+    return "sqlite" in text.lower()
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+
+
 def open_writer(url: str, rules: KeyRules = DEFAULT_RULES) -> Callable[[Sequence[Any]], list[Any]]:
-    """Runs in the writer process: connect, build the statements once, return the batch writer.
-    Besides writing, it explains the near misses of the entries it creates (explain.NearMiss notes)."""
-    db = open_database(url)
-    current = [rules]
-    # Upserts and hit counts are built once too; a batch is then one executemany each.
-    columns = [name for name in CacheEntry._meta.sorted_field_names if name != "last_hit_at"]
-    upsert_sql = (
-        CacheEntry.insert(**{name: None for name in columns})
-        .on_conflict(
-            conflict_target=[CacheEntry.key],
-            preserve=[CacheEntry._meta.fields[n] for n in columns if n not in ("key", "hit_count")],
-        )
-        .sql()[0]
-    )
-    # The statement's own column list gives the order its placeholders take values in.
-    upsert_columns = re.findall(r'"(\w+)"', upsert_sql.split("VALUES", 1)[0])[1:]
-    # The prebuilt statement adds 1; its "+ 1" placeholder takes each key's count instead.
-    count_hits_sql = (
-        CacheEntry.update(hit_count=CacheEntry.hit_count + 1, last_hit_at=0.0)
-        .where(CacheEntry.key == "?")
-        .sql()[0]
-    )
+    """Runs in the writer process: connect, and return the batch writer. Besides writing, it notes
+    entries it could not store (Skipped) and the near misses of the entries it creates
+    (explain.NearMiss). A failure that may pass raises writer.Retry: the batch is tried again.
+
+    A SQLite file deleted or replaced under it (by hand, by a cleanup job) is noticed before each
+    batch: the writer then creates it anew and says so, instead of writing into a file no one can
+    open any more."""
+    state: dict[str, Any] = {"db": open_database(url), "rules": rules, "inode": _inode(url)}
+    fields = [CacheEntry._meta.fields[name] for name in CacheEntry._meta.sorted_field_names if name != "last_hit_at"]
+    kept_on_overwrite = [field for field in fields if field.name not in ("key", "hit_count")]
 
     def write(ops: Sequence[Any]) -> list[Any]:
         notes: list[Any] = []
-        rows = []
         for op in ops:
             if isinstance(op, Rules):
-                current[0] = op.rules
+                state["rules"] = op.rules
+        if _inode(url) != state["inode"]:
+            _reopen(state, url)
+            notes.append(f"the cache file {redact_url(url)} was deleted or replaced; writing to a new one")
+            state["inode"] = _inode(url)
         records = list({op.key: op for op in ops if isinstance(op, Record)}.values())
+        rows = []
         for record in records:
             try:
-                row = _row_of(record)
-                rows.append(tuple(row[c] for c in upsert_columns))
+                rows.append(_row_of(record))
             except Exception as e:  # one odd entry must not cost the others their place
-                notes.append(f"not storing entry {record.key[:12]}: {e}")
-        keys = [record.key for record in records]
-        existing = set()
-        for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
-            present = CacheEntry.select(CacheEntry.key).where(CacheEntry.key.in_(chunk)).tuples()
-            existing |= {key for (key,) in cast(list[tuple[str]], list(present))}
+                notes.append(Skipped(record.key, f"it cannot be stored ({e})"))
         hits: dict[str, tuple[int, float]] = {}
         for op in ops:
             if isinstance(op, HitCounts):
                 for key, (count, when) in op.items():
                     hits[key] = (hits.get(key, (0, 0.0))[0] + count, when)
-        with db.atomic():
-            if rows:
-                db.cursor().executemany(upsert_sql, rows)
-            if hits:
-                db.cursor().executemany(count_hits_sql, [(count, when, key) for key, (count, when) in hits.items()])
-        return notes + _near_misses([r for r in records if r.key not in existing], current[0])
+        db = state["db"]
+        try:
+            existing = _present([row["key"] for row in rows])
+            db.begin()
+            for batch in chunked(rows, 40):  # within SQLite's bound on parameters per statement
+                CacheEntry.insert_many(batch).on_conflict(conflict_target=[CacheEntry.key],
+                                                          preserve=kept_on_overwrite).execute()
+            for key, (count, when) in hits.items():
+                (CacheEntry
+                 .update(hit_count=CacheEntry.hit_count + count, last_hit_at=when)
+                 .where(CacheEntry.key == key)
+                 .execute())
+            db.commit()
+        except Exception as e:
+            # A failed COMMIT may already have been rolled back: a second rollback's own error
+            # ("no transaction is active") must not hide the cause.
+            with contextlib.suppress(Exception):
+                db.rollback()
+            cause = transient_cause(e)
+            if cause is None:
+                raise
+            if "server cannot be reached" in cause or "replaced" in cause:
+                _reopen(state, url)
+            raise Retry(cause) from e
+        fresh = [record for record in records if record.key not in existing]
+        return notes + _near_misses(fresh, state["rules"])
 
     return write
+
+
+def _inode(url: str) -> int | None:
+    """The SQLite file's inode (None for PostgreSQL, or when the file is gone)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    try:
+        return os.stat(url[len("sqlite:///"):].split("?", 1)[0]).st_ino
+    except OSError:
+        return -1
+
+
+def _reopen(state: dict[str, Any], url: str) -> None:
+    with contextlib.suppress(Exception):
+        state["db"].close()
+    try:
+        state["db"] = open_database(url)
+    except Exception as e:
+        raise Retry(f"the database cannot be opened ({_first_line(e)})") from e
+
+
+def _present(keys: list[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(keys), 500):
+        rows = CacheEntry.select(CacheEntry.key).where(CacheEntry.key.in_(keys[start:start + 500])).tuples()
+        found |= {key for (key,) in cast(list[tuple[str]], list(rows))}
+    return found

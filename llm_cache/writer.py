@@ -2,20 +2,23 @@
 
 Measured on this machine: a peewee insert committed on mitmproxy's event loop stalls it for tens of
 ms when SQLite checkpoints its WAL, and `asyncio.to_thread` inserts stalled it up to 150 ms. A
-writer *thread* keeps commits off the loop but shares the GIL with it: under load every lookup that
-released the GIL inside SQLite waited to get it back (a 10 us lookup took ~100 us), and recording
-cost ~25% of mitmproxy's throughput. A writer process shares nothing.
+writer *thread* keeps commits off the loop but shares the GIL with it (a 10 us lookup took ~100 us
+under load, and recording cost ~25% of mitmproxy's throughput). A writer process shares nothing.
 
 The loop hands ops over itself, through a pipe it never blocks on: each op is pickled and written
-without waiting (the pipe is enlarged to 1 MB, some fifty 20 KB requests); what does not fit waits
-in memory and is written when the loop sees the pipe writable again. multiprocessing's queue did this from a
-feeder thread that woke for every op and took the GIL from the loop: ~17 us more process CPU per
-20 KB record than pickling and writing here (scripts/bench --hooks, A/B).
+without waiting (the pipe is enlarged to 1 MB); what does not fit waits in memory and is written
+when the loop sees the pipe writable again. (A shared-memory ring beside the pipe was measured
+against the pipe alone and showed no gain: it is gone.)
 
-On Linux an op's bytes go through shared memory instead (a ring the two processes map), and
-only its 4-byte header through the pipe: writing 22 KB into a pipe cost the loop ~24 us, copying
-it into the ring ~6 us (measured on this machine). An op that does not fit in the ring's free
-space goes through the pipe whole; the child hands the space back as soon as it has read the ops.
+What the writer promises, and how:
+- An op is settled (written, or failed for good) exactly once, and the parent hears of it
+  (`settled`). The child commits as soon as ops arrive, gathering what arrived meanwhile into one
+  transaction: a waiting client hears "stored" a few ms after its answer.
+- A failure that may pass (a locked database, a full disk, a read-only file system, a server that
+  went away) is retried by the child, with backoff, for up to RETRY_FOR seconds; the parent hears
+  of the first failure at once (`retrying`), then of the outcome.
+- A child that dies is started again (with backoff), and every op not yet settled is sent to the
+  new one: the parent keeps each op's bytes until it is settled (at most MAX_BACKLOG of them).
 
 The child imports no mitmproxy. It stops when told to, when the pipe closes, or when it sees that
 its parent is gone.
@@ -25,7 +28,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import mmap
 import multiprocessing
 import os
 import pickle
@@ -34,84 +36,149 @@ import select
 import sys
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
-from multiprocessing import reduction
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
-Apply = Callable[[Sequence[Any]], list[str]]  # writes a batch; returns notes on entries it skipped
+Apply = Callable[[Sequence[Any]], list[Any]]  # writes a batch; returns notes (on entries it skipped, …)
+Settled = Callable[[list[int], str | None, list[Any]], None]  # (op numbers, error or None, notes)
 
 _STOP = "stop"
 _FLUSH = "flush"
 
 PIPE_BYTES = 1 << 20  # asked of the kernel for the pipe (Linux's default ceiling for a user)
-MAX_BACKLOG = 256 << 20  # bytes of ops waiting for the pipe before new ones are refused
+MAX_BACKLOG = 256 << 20  # bytes of ops not yet settled before new ones are refused
 _HEADER = 4  # bytes of big-endian length before each pickled op
-_IN_RING = 1 << 31  # set in the header: the op's bytes are in the ring, not after the header
-RING_BYTES = 8 << 20  # shared memory for ops in flight (some 400 requests of 20 KB)
 SEND_TIMEOUT = 30.0  # seconds flush and close wait for the pipe to take what is queued
+RETRY_FOR = 120.0  # seconds a batch that failed for a reason that may pass is retried
+RESTART_AFTER = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)  # seconds before each restart of a dead child
+
+
+class Retry(Exception):
+    """Raised by an Apply for a failure that may pass (locked, disk full, read-only, disconnected):
+    the batch is tried again. The message says the cause, for the log."""
 
 
 class ProcessWriter:
-    def __init__(
-        self,
-        make_apply: Callable[..., Apply],
-        args: tuple[Any, ...],
-        settled: Callable[[list[int], str | None, list[str]], None],
-        *,
-        linger: float = 0.05,
-        max_batch: int = 512,
-    ) -> None:
+    def __init__(self, make_apply: Callable[..., Apply], args: tuple[Any, ...], settled: Settled,
+                 *, linger: float = 0.002, max_batch: int = 512, retry_for: float = RETRY_FOR,
+                 retrying: Callable[[list[int], str], None] | None = None) -> None:
         """`make_apply(*args)` runs in the child and returns `apply(ops)`, which writes one batch in
-        one transaction and returns notes on entries it had to skip. `settled(sequence numbers,
-        error, notes)` runs in the parent (on a helper thread) once a batch is written or has
-        failed. Ops are picklable; `submit` returns the op's sequence number."""
-        context = multiprocessing.get_context("spawn")  # fork would copy mitmproxy's threads and loop
-        reading_end, self._inbox = context.Pipe(duplex=False)
-        self._fd = self._inbox.fileno()
-        _enlarge_pipe(self._fd)
-        os.set_blocking(self._fd, False)
+        one transaction and returns notes. `settled(numbers, error, notes)` runs in the parent (on a
+        helper thread) once a batch is written or has failed for good; `retrying(numbers, cause)`
+        when a batch failed for a reason that may pass and is being tried again. Ops are picklable;
+        `submit` returns the op's sequence number."""
+        self._make_apply, self._args = make_apply, args
+        self._settled, self._retrying = settled, retrying
+        self._linger, self._max_batch, self._retry_for = linger, max_batch, retry_for
+        self._context = multiprocessing.get_context("spawn")  # fork would copy mitmproxy's threads and loop
+        self._send_lock = threading.Lock()
+        self._numbers = itertools.count(1)
+        self._unsettled: OrderedDict[int, bytes] = OrderedDict()  # number -> its frame, until settled
+        self._unsettled_bytes = 0
         self._backlog: deque[memoryview] = deque()  # frames (or their unwritten tails) the pipe had no room for
         self._backlog_bytes = 0
         self._waiting_on: asyncio.AbstractEventLoop | None = None  # the loop told to drain the backlog
-        self._send_lock = threading.Lock()
-        self._outbox = context.Queue()
-        self._ring = _Ring.create(RING_BYTES)
-        self._ring_head = 0  # bytes ever put in the ring
-        self._ring_freed = 0  # of those, bytes the child has read (it says so through the outbox)
-        self._settled = settled
-        self._numbers = itertools.count(1)
         self._flushed: dict[int, threading.Event] = {}
         self._closing = False
-        self.dead: str | None = None
-        self._process = context.Process(
+        self._restarts = 0
+        self.dead: str | None = None  # why the child is gone, while it is (it is started again)
+        self._start_child()
+
+    # -- the child's life -----------------------------------------------------------------------
+
+    def _start_child(self) -> None:
+        self._inbox, self._fd, self._outbox, self._process = self._spawn()
+        self._listen()
+
+    def _spawn(self) -> tuple[Any, int, Any, Any]:
+        """A new child, and the parent's ends of its pipe and queue."""
+        reading_end, inbox = self._context.Pipe(duplex=False)
+        fd = inbox.fileno()
+        _enlarge_pipe(fd)
+        os.set_blocking(fd, False)
+        outbox = self._context.Queue()
+        process = self._context.Process(
             target=_child, name="llm-cache-writer", daemon=True,
-            args=(make_apply, args, reading_end, self._outbox, os.getpid(), linger, max_batch,
-                  self._ring),
+            args=(self._make_apply, self._args, reading_end, outbox, os.getpid(), self._linger, self._max_batch,
+                  self._retry_for),
         )
         with _main_module_hidden():
-            self._process.start()
+            process.start()
         reading_end.close()  # the child has its own copy; ours would keep the pipe open after it dies
-        self._acks = threading.Thread(target=self._read_acks, name="llm-cache-writer-acks", daemon=True)
+        return inbox, fd, outbox, process
+
+    def _listen(self) -> None:
+        self._acks = threading.Thread(target=self._read_acks, args=(self._process, self._outbox),
+                                      name="llm-cache-writer-acks", daemon=True)
         self._acks.start()
+
+    def _died(self, reason: str | None) -> None:
+        """The child is gone: start another after a pause, and give it every unsettled op."""
+        with self._send_lock:
+            if self._closing or self.dead:
+                return
+            self.dead = reason or "unknown"
+            self._forget_loop()
+            self._backlog.clear()
+            self._backlog_bytes = 0
+            pause = RESTART_AFTER[min(self._restarts, len(RESTART_AFTER) - 1)]
+            self._restarts += 1
+            waiting = len(self._unsettled)
+        logger.warning("llm-cache: the writer process stopped (%s); starting it again in %.0f s (%d writes wait)",
+                       self.dead, pause, waiting)
+        for event in list(self._flushed.values()):
+            event.set()
+        timer = threading.Timer(pause, self._restart)
+        timer.daemon = True
+        timer.start()
+
+    def _restart(self) -> None:
+        if self._closing:
+            return
+        try:
+            spawned = self._spawn()  # outside the lock: submit never waits for a process to start
+        except Exception as e:  # could not even start: try again later
+            with self._send_lock:
+                self.dead = None
+            self._died(f"it could not be started: {e}")
+            return
+        with self._send_lock:
+            with contextlib.suppress(OSError):
+                self._inbox.close()
+            self._inbox, self._fd, self._outbox, self._process = spawned
+            self.dead = None
+            frames = list(self._unsettled.values())
+            for frame in frames:
+                self._queue_frame(memoryview(frame))
+            self._listen()
+        logger.info("llm-cache: the writer process runs again; %d writes sent to it again", len(frames))
+        with self._send_lock:
+            if self._backlog:
+                try:
+                    self._write_backlog_within(SEND_TIMEOUT)  # a helper thread: it may wait for the child
+                except RuntimeError as e:
+                    logger.warning("llm-cache: the restarted writer takes nothing (%s)", e)
+
+    # -- handing ops over -----------------------------------------------------------------------
 
     def submit(self, op: Any) -> int:
         """Hand an op to the child without blocking; returns its sequence number. Raises
-        RuntimeError when the child is gone or too far behind."""
+        RuntimeError when too much is waiting to be settled."""
         number = next(self._numbers)
-        self._send(pickle.dumps((number, op), protocol=pickle.HIGHEST_PROTOCOL))
+        self._send(number, pickle.dumps((number, op), protocol=pickle.HIGHEST_PROTOCOL))
         return number
 
     def flush(self, timeout: float = 30.0) -> None:
-        """Block until everything submitted so far has been written (or has failed)."""
+        """Block until everything submitted so far has been settled (or the child died)."""
         if self.dead:
             return
         token = next(self._numbers)
         done = self._flushed[token] = threading.Event()
         try:
-            self._send(pickle.dumps((token, _FLUSH)), wait=True)
+            self._send(token, pickle.dumps((token, _FLUSH)), wait=True, keep=False)
         except (RuntimeError, OSError):
             self._flushed.pop(token, None)
             return
@@ -121,11 +188,11 @@ class ProcessWriter:
 
     def close(self, timeout: float = 15.0) -> None:
         """Write what is queued, then stop the child."""
-        self._closing = True
-        if self._process.is_alive():
+        if self._process.is_alive() and not self.dead:
             with contextlib.suppress(RuntimeError, OSError):
-                self._send(pickle.dumps((0, _STOP)), wait=True)
+                self._send(0, pickle.dumps((0, _STOP)), wait=True, keep=False)
             self._process.join(timeout)
+        self._closing = True
         if self._process.is_alive():
             logger.warning("llm-cache: the writer did not finish within %.0f s; unwritten entries are lost", timeout)
             self._process.kill()
@@ -133,34 +200,27 @@ class ProcessWriter:
         self._forget_loop()
         self._inbox.close()
         self._outbox.close()
-        if self._ring is not None:
-            self._ring.close()
 
-    def _send(self, payload: bytes, *, wait: bool = False) -> None:
-        """Write one framed op: at once if there is room, else after the backlog. The op's bytes go
-        into the ring when it has room for them (then only the header goes through the pipe).
-        `wait` blocks until the pipe has taken everything (flush and close: never on the hot path)."""
+    @property
+    def unsettled(self) -> int:
+        return len(self._unsettled)
+
+    def _send(self, number: int, payload: bytes, *, wait: bool = False, keep: bool = True) -> None:
+        """Frame an op and write it: at once if there is room, else after the backlog. `keep`: hold
+        its bytes until it is settled (for a restarted child). `wait` blocks until the pipe has taken
+        everything (flush and close: never on the hot path)."""
+        frame = len(payload).to_bytes(_HEADER, "big") + payload
         with self._send_lock:
-            if self.dead:
-                raise RuntimeError(f"the writer process stopped ({self.dead})")
-            size = len(payload)
-            if size >= _IN_RING:
-                raise RuntimeError("an op over 2 GB cannot be framed")
-            in_ring = self._ring is not None and size <= self._ring.size - (self._ring_head - self._ring_freed)
-            frame: list[bytes | memoryview] = (
-                [(size | _IN_RING).to_bytes(_HEADER, "big")] if in_ring else [size.to_bytes(_HEADER, "big"), payload])
-            framed = sum(len(part) for part in frame)
-            # Refused before the ring is touched: the child takes ring bytes in the order headers arrive.
-            if self._backlog_bytes + framed > MAX_BACKLOG:
-                raise RuntimeError(f"the writer process is over {MAX_BACKLOG >> 20} MB behind")
-            if in_ring:
-                self._ring.put(self._ring_head, payload)  # type: ignore[union-attr]
-                self._ring_head += size
-            written = 0 if self._backlog else self._write(frame)
-            if written < framed:
-                rest = memoryview(b"".join(frame))[written:]
-                self._backlog.append(rest)
-                self._backlog_bytes += len(rest)
+            if keep:
+                if self._unsettled_bytes + len(frame) > MAX_BACKLOG:
+                    raise RuntimeError(f"the writer process is over {MAX_BACKLOG >> 20} MB behind")
+                self._unsettled[number] = frame
+                self._unsettled_bytes += len(frame)
+            if self.dead:  # sent when the child is started again
+                if not keep:
+                    raise RuntimeError(f"the writer process stopped ({self.dead})")
+                return
+            self._queue_frame(memoryview(frame))
             if not self._backlog:
                 return
             if wait:
@@ -168,21 +228,26 @@ class ProcessWriter:
             else:
                 self._drain_later()
 
-    def _write(self, parts: list[bytes | memoryview]) -> int:
-        """As much of parts, in order, as the pipe takes now (one syscall, no joining copy)."""
+    def _queue_frame(self, frame: memoryview) -> None:
+        """Write a frame now if nothing waits before it and the pipe takes it, else queue it."""
+        written = 0 if self._backlog else self._write(frame)
+        if written < len(frame):
+            self._backlog.append(frame[written:])
+            self._backlog_bytes += len(frame) - written
+
+    def _write(self, frame: memoryview) -> int:
+        """As much of the frame as the pipe takes now."""
         try:
-            return os.writev(self._fd, parts)
+            return os.write(self._fd, frame)
         except BlockingIOError:
             return 0
-        except OSError as e:  # the child is gone (EPIPE): nothing more can be written
-            self._died(f"its pipe broke: {e.strerror}")
-            raise RuntimeError(f"the writer process stopped ({self.dead})") from e
+        except OSError:  # the child is gone (EPIPE): its acks thread restarts it
+            return 0
 
     def _write_backlog(self) -> None:
-        """As much of the backlog as the pipe takes now."""
         while self._backlog:
             head = self._backlog[0]
-            written = self._write([head])
+            written = self._write(head)
             self._backlog_bytes -= written
             if written < len(head):
                 self._backlog[0] = head[written:]
@@ -194,9 +259,9 @@ class ProcessWriter:
         self._write_backlog()
         while self._backlog:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or not self._process.is_alive():
                 raise RuntimeError(f"the writer process took nothing for {timeout:.0f} s")
-            select.select([], [self._fd], [], remaining)
+            select.select([], [self._fd], [], min(remaining, 1.0))
             self._write_backlog()
 
     def _drain_later(self) -> None:
@@ -214,11 +279,7 @@ class ProcessWriter:
 
     def _drain(self) -> None:
         with self._send_lock:
-            try:
-                self._write_backlog()
-            except RuntimeError:  # the child died: what waits can never be written
-                self._backlog.clear()
-                self._backlog_bytes = 0
+            self._write_backlog()
             if not self._backlog:
                 self._forget_loop()
 
@@ -228,36 +289,39 @@ class ProcessWriter:
                 self._waiting_on.remove_writer(self._fd)
             self._waiting_on = None
 
-    def _read_acks(self) -> None:
+    # -- hearing back ---------------------------------------------------------------------------
+
+    def _read_acks(self, process: Any, outbox: Any) -> None:
         while True:
             try:
-                kind, payload, error, notes = self._outbox.get(timeout=1.0)
+                kind, payload, error, notes = outbox.get(timeout=1.0)
             except queue.Empty:
-                if not self._process.is_alive():
-                    self._died(f"exit code {self._process.exitcode}")
+                if not process.is_alive():
+                    self._died(f"exit code {process.exitcode}")
                     return
                 continue
             except (EOFError, OSError):
+                if not self._closing:
+                    self._died("its queue closed")
                 return
-            if kind == "freed":
-                self._ring_freed = payload
-            elif kind == "settled":
+            if kind == "settled":
+                with self._send_lock:
+                    for number in payload:
+                        frame = self._unsettled.pop(number, None)
+                        if frame is not None:
+                            self._unsettled_bytes -= len(frame)
+                    self._restarts = 0
                 self._settled(payload, error, notes)
+            elif kind == "retrying" and self._retrying is not None:
+                self._retrying(payload, error)
             elif kind == "flushed" and payload in self._flushed:
                 self._flushed[payload].set()
             elif kind == "dead":
+                process.join(5)
                 self._died(error)
                 return
             elif kind == "stopped":
                 return
-
-    def _died(self, reason: str | None) -> None:
-        if self._closing:
-            return
-        self.dead = reason or "unknown"
-        logger.warning("llm-cache: the writer process stopped (%s); responses are no longer recorded", self.dead)
-        for event in self._flushed.values():
-            event.set()
 
 
 def _enlarge_pipe(fd: int) -> None:
@@ -269,71 +333,20 @@ def _enlarge_pipe(fd: int) -> None:
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
-class _Ring:
-    """Shared memory both processes map: the parent puts each op's bytes at the next offset (modulo
-    the size), the child takes them in the same order. Handed to the spawned child, it arrives as the
-    child's own mapping of the same memory."""
-
-    def __init__(self, fd: int, size: int) -> None:
-        self.fd, self.size = fd, size
-        self._map = mmap.mmap(fd, size)
-
-    @classmethod
-    def create(cls, size: int) -> "_Ring | None":
-        """None where anonymous shared memory is not to be had (memfd is Linux's): ops then go
-        through the pipe whole."""
-        if not hasattr(os, "memfd_create"):
-            return None
-        try:
-            fd = os.memfd_create("llm-cache-writer", os.MFD_CLOEXEC)
-            os.ftruncate(fd, size)
-            return cls(fd, size)
-        except (OSError, ValueError) as e:
-            logger.info("llm-cache: no shared memory for the writer (%s); ops go through its pipe", e)
-            return None
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return _Ring._inherited, (reduction.DupFd(self.fd), self.size)  # only while spawning the child
-
-    @staticmethod
-    def _inherited(fd: Any, size: int) -> "_Ring":
-        return _Ring(fd.detach(), size)
-
-    def put(self, at: int, data: bytes) -> None:
-        start, view = at % self.size, memoryview(data)
-        first = min(len(view), self.size - start)
-        self._map[start:start + first] = view[:first]
-        if first < len(view):
-            self._map[:len(view) - first] = view[first:]
-
-    def take(self, at: int, size: int) -> bytes:
-        start = at % self.size
-        if start + size <= self.size:
-            return self._map[start:start + size]
-        return self._map[start:] + self._map[:start + size - self.size]
-
-    def close(self) -> None:
-        self._map.close()
-        os.close(self.fd)
-
-
 class _Frames:
-    """The child's end of the pipe: length-prefixed pickled ops, their bytes after the header or in
-    the ring."""
+    """The child's end of the pipe: length-prefixed pickled ops."""
 
-    def __init__(self, connection: Any, ring: _Ring | None) -> None:
+    def __init__(self, connection: Any) -> None:
         self._connection = connection  # kept, so its descriptor stays open
         self._fd = connection.fileno()
         os.set_blocking(self._fd, False)
         self._buffer = bytearray()
-        self._ring = ring
-        self.ring_tail = 0  # bytes ever taken from the ring
         self.closed = False
 
     def read(self, timeout: float | None) -> list[tuple[int, Any]]:
         """The ops that have arrived, waiting up to `timeout` seconds for the first (None: don't
         wait). Sets `closed` when the parent's end is gone."""
-        if timeout is not None and not self._buffer_has_frame():
+        if timeout is not None and not self._complete_frame():
             select.select([self._fd], [], [], timeout)
         while True:
             try:
@@ -348,14 +361,6 @@ class _Frames:
         view = memoryview(self._buffer)
         while len(view) - at >= _HEADER:
             size = int.from_bytes(view[at:at + _HEADER], "big")
-            if size & _IN_RING:
-                if self._ring is None:
-                    raise RuntimeError("an op in a ring this writer was not given")
-                size &= ~_IN_RING
-                ops.append(pickle.loads(self._ring.take(self.ring_tail, size)))
-                self.ring_tail += size
-                at += _HEADER
-                continue
             if len(view) - at - _HEADER < size:
                 break
             ops.append(pickle.loads(view[at + _HEADER:at + _HEADER + size]))
@@ -364,11 +369,10 @@ class _Frames:
         del self._buffer[:at]
         return ops
 
-    def _buffer_has_frame(self) -> bool:
+    def _complete_frame(self) -> bool:
         if len(self._buffer) < _HEADER:
             return False
-        size = int.from_bytes(self._buffer[:_HEADER], "big")
-        return bool(size & _IN_RING) or len(self._buffer) - _HEADER >= size
+        return len(self._buffer) - _HEADER >= int.from_bytes(self._buffer[:_HEADER], "big")
 
 
 @contextlib.contextmanager
@@ -390,14 +394,13 @@ def _main_module_hidden() -> Iterator[None]:
 
 
 def _child(make_apply: Callable[..., Apply], args: tuple[Any, ...], inbox: Any, outbox: Any, parent: int,
-           linger: float, max_batch: int, ring: _Ring | None) -> None:
+           linger: float, max_batch: int, retry_for: float) -> None:
     try:
         apply = make_apply(*args)
     except Exception as e:
         outbox.put(("dead", None, _one_line(e), []))
         return
-    frames = _Frames(inbox, ring)
-    freed = 0
+    frames = _Frames(inbox)
     waiting: deque[tuple[int, Any]] = deque()
     while True:
         if not waiting:
@@ -406,29 +409,45 @@ def _child(make_apply: Callable[..., Apply], args: tuple[Any, ...], inbox: Any, 
                 if frames.closed or os.getppid() != parent:  # the proxy is gone, however it went
                     return
                 continue
-            if waiting[0][1] not in (_STOP, _FLUSH):
-                time.sleep(linger)  # gather a batch: one commit per entry would cost far more
+            if linger and waiting[0][1] not in (_STOP, _FLUSH):
+                time.sleep(linger)  # what arrives meanwhile joins this transaction
         waiting.extend(frames.read(timeout=None))
-        if frames.ring_tail != freed:  # what is read is copied out: the parent may reuse its space
-            freed = frames.ring_tail
-            outbox.put(("freed", freed, None, []))
         batch: list[tuple[int, Any]] = []
         while waiting and len(batch) < max_batch and (not batch or batch[-1][1] != _STOP):
             batch.append(waiting.popleft())
         ops = [(number, op) for number, op in batch if op not in (_STOP, _FLUSH)]
         if ops:
-            error, notes = None, []
-            try:
-                notes = apply([op for _, op in ops])
-            except Exception as e:  # the cache must never take the proxy down: report, drop, go on
-                error = _one_line(e)
-            outbox.put(("settled", [number for number, _ in ops], error, notes))
+            _write_batch(apply, ops, outbox, retry_for)
         for number, op in batch:
             if op == _FLUSH:
                 outbox.put(("flushed", number, None, []))
             elif op == _STOP:
                 outbox.put(("stopped", None, None, []))
                 return
+
+
+def _write_batch(apply: Apply, ops: list[tuple[int, Any]], outbox: Any, retry_for: float) -> None:
+    """Write one batch; retry a failure that may pass, with backoff, for up to `retry_for` seconds."""
+    numbers = [number for number, _ in ops]
+    started, pause, told = time.monotonic(), 0.05, False
+    while True:
+        try:
+            notes = apply([op for _, op in ops])
+        except Retry as e:
+            if time.monotonic() - started < retry_for:
+                if not told:
+                    outbox.put(("retrying", numbers, str(e), []))
+                    told = True
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
+                continue
+            outbox.put(("settled", numbers, f"{e} (gave up after {retry_for:.0f} s)", []))
+            return
+        except Exception as e:  # the cache must never take the proxy down: report, drop, go on
+            outbox.put(("settled", numbers, _one_line(e), []))
+            return
+        outbox.put(("settled", numbers, None, notes))
+        return
 
 
 def _one_line(error: BaseException) -> str:

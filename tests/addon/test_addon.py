@@ -55,7 +55,21 @@ def upstream(cache, flow, status=200, body=b"", content_type="application/json",
         assert forwarded == b"".join(chunks), "the client must get the stream untouched"
         if finish:
             flow.response.stream(b"")
-    cache.response(flow)
+    answered = cache.response(flow)
+    if answered is not None:  # a recorded miss waits for its commit before it is answered
+        asyncio.run(answered)
+    elif chunks is not None and cache.store is not None:
+        cache.store.flush()  # a recorded stream's outcome reaches its flow once it is written
+    return flow
+
+
+async def upstream_async(cache, flow, body):
+    """`upstream` for a JSON answer, from a test that runs on an event loop."""
+    flow.response = tutils.tresp(content=body, headers=http.Headers([(b"content-type", b"application/json")]))
+    cache.responseheaders(flow)
+    answered = cache.response(flow)
+    if answered is not None:
+        await answered
     return flow
 
 
@@ -260,6 +274,7 @@ def test_a_stream_that_ends_in_an_error_is_stored_only_past_its_terminal_event(c
     flow.response.stream(stream_body)
     flow.error = flow_module.Error("client disconnected")
     cache.error(flow)
+    cache.store.flush()
     assert flow.metadata["llm_cache"]["store"] == stored_as
     assert stored(cache) == (1 if stored_as == "stored" else 0)
     if stored_as == "stored":
@@ -515,10 +530,10 @@ def test_the_secret_scan_follows_its_option_though_facts_are_remembered(tmp_path
 async def test_a_recorded_near_miss_is_logged_and_added_to_its_flows_comment(cache, caplog):
     cache._loop = asyncio.get_running_loop()  # set by the running hook in mitmdump
     caplog.set_level(logging.INFO)
-    first = upstream(cache, send(cache, llm_flow({**CHAT, "messages": [{"role": "user", "content": "run 1234"}]})),
-                     body=orjson.dumps(COMPLETION))
-    second = upstream(cache, send(cache, llm_flow({**CHAT, "messages": [{"role": "user", "content": "run 5678"}]})),
-                      body=orjson.dumps(COMPLETION))
+    first = await upstream_async(cache, send(cache, llm_flow(
+        {**CHAT, "messages": [{"role": "user", "content": "run 1234"}]})), orjson.dumps(COMPLETION))
+    second = await upstream_async(cache, send(cache, llm_flow(
+        {**CHAT, "messages": [{"role": "user", "content": "run 5678"}]})), orjson.dumps(COMPLETION))
     cache.store.flush()
     for _ in range(100):
         if "near miss" in second.comment:

@@ -125,16 +125,22 @@ def test_a_failing_write_is_logged_and_forgotten(store, caplog):
     assert store.find("b" * 64) is not None
 
 
-def test_a_dead_writer_leaves_reads_working_and_refuses_writes(store, caplog):
+def test_a_dead_writer_is_started_again_and_gets_every_write_it_had_not_settled(store, caplog):
     store.put(record())
     store.flush()
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         store._writer._process.kill()
         assert wait_for(lambda: store._writer.dead is not None)
-    assert "the writer process stopped" in caplog.text
-    assert store.find("a" * 64) is not None
-    with pytest.raises(RuntimeError, match="writer process stopped"):
-        store.put(record(key="b" * 64))
+        assert store.find("a" * 64) is not None  # reads go on
+        store.put(record(key="b" * 64))  # kept, and sent to the next writer
+        assert store.find("b" * 64) is not None
+        assert wait_for(lambda: store._writer.dead is None, timeout=10)
+        store.flush()
+        assert wait_for(lambda: store._writer.unsettled == 0, timeout=10)
+    assert "the writer process stopped" in caplog.text and "starting it again" in caplog.text
+    assert "the writer process runs again; 1 writes sent to it again" in caplog.text
+    assert CacheEntry.get_or_none(CacheEntry.key == "b" * 64) is not None
+    assert store.stats()["writes"]["stored"] == 2
 
 
 def test_a_writer_too_far_behind_costs_hit_counts_never_a_hit(store, monkeypatch):

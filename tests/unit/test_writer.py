@@ -12,7 +12,7 @@ import pytest
 
 from llm_cache import writer as writer_module
 from llm_cache.writer import ProcessWriter
-from tests.support.procs import ROOT, clean_env
+from tests.support.procs import ROOT, clean_env, wait_for
 
 
 def test_an_unguarded_main_script_is_not_run_again_by_the_writer(tmp_path):
@@ -78,7 +78,6 @@ def _writer(log, pause: float):
 async def test_the_event_loop_never_waits_for_a_full_pipe(tmp_path, monkeypatch):
     # 200 ops of 20 KB are 4 MB, twice what the ring and the pipe hold, while the child sleeps:
     # submit must return at once, and the loop writes the rest when the pipe drains.
-    monkeypatch.setattr(writer_module, "RING_BYTES", 1 << 20)
     log = tmp_path / "ops.txt"
     with _writer(log, 1.5) as writer:
         ops = _ops(200)
@@ -97,8 +96,7 @@ async def test_the_event_loop_never_waits_for_a_full_pipe(tmp_path, monkeypatch)
         assert log.read_text().splitlines() == _logged(ops)
 
 
-def test_without_an_event_loop_a_full_pipe_is_written_before_submit_returns(tmp_path, monkeypatch):
-    monkeypatch.setattr(writer_module, "RING_BYTES", 1 << 20)
+def test_without_an_event_loop_a_full_pipe_is_written_before_submit_returns(tmp_path):
     log = tmp_path / "ops.txt"
     with _writer(log, 0.5) as writer:
         for op in _ops(200):
@@ -108,44 +106,83 @@ def test_without_an_event_loop_a_full_pipe_is_written_before_submit_returns(tmp_
         assert log.read_text().splitlines() == _logged(_ops(200))
 
 
-@pytest.mark.parametrize("ring", [None, 100_003, 8 << 20], ids=["no ring", "small ring", "default ring"])
-def test_ops_arrive_intact_and_in_order_through_the_ring_and_the_pipe(tmp_path, monkeypatch, ring):
-    # A small ring of an odd size: ops wrap around its end, and those that find it full go through
-    # the pipe whole, between ops that went through the ring. Without memfd there is no ring.
-    if ring is None:
-        monkeypatch.setattr(writer_module._Ring, "create", classmethod(lambda cls, size: None))
-    else:
-        monkeypatch.setattr(writer_module, "RING_BYTES", ring)
+def test_ops_arrive_intact_and_in_order(tmp_path):
     log = tmp_path / "ops.txt"
-    ops = _ops(300, size=9_000) + [(300, b"x" * 200_000)] + _ops(50, size=30_000)  # one op bigger than the ring
+    ops = _ops(300, size=9_000) + [(300, b"x" * 2_000_000)] + _ops(50, size=30_000)  # one op bigger than the pipe
     with _writer(log, 0.2) as writer:
-        assert (writer._ring is None) == (ring is None)
-        for start in range(0, len(ops), 8):  # in waves, so the child hands space back in between
+        for start in range(0, len(ops), 8):  # in waves, so the child reads in between
             for op in ops[start:start + 8]:
                 writer.submit(op)
             writer.flush()
-        if ring is not None:
-            assert writer._ring_head > min(ring, 1_000_000)  # used, and the small one went round
     assert log.read_text().splitlines() == _logged(ops)
 
 
-def test_ops_to_a_dead_writer_are_refused(tmp_path):
-    with _writer(tmp_path / "ops.txt", 0.0) as writer:
+def test_a_dead_writer_is_started_again_and_gets_what_it_had_not_settled(tmp_path, monkeypatch):
+    monkeypatch.setattr(writer_module, "RESTART_AFTER", (0.2,))
+    log = tmp_path / "ops.txt"
+    with _writer(log, 0.0) as writer:
+        first = _ops(3)
+        for op in first:
+            writer.submit(op)
+        writer.flush()
         writer._process.kill()
-        writer._process.join(5)
-        with pytest.raises(RuntimeError, match="writer process stopped"):
-            for op in _ops(100):  # the first ones may still fit in the pipe
-                writer.submit(op)
+        assert wait_for(lambda: writer.dead is not None)
+        later = [(n, blob) for n, blob in _ops(6)[3:]]
+        for op in later:  # taken while the writer is down, written by the next one
+            writer.submit(op)
+        assert wait_for(lambda: writer.dead is None and writer.unsettled == 0, timeout=10)
+    assert log.read_text().splitlines() == _logged(first + later)
+
+
+def _flaky_apply(path: str, failures: int):
+    """A writer whose first `failures` batches fail with a cause that may pass."""
+    left = [failures]
+
+    def apply(ops):
+        if left[0]:
+            left[0] -= 1
+            raise writer_module.Retry("the disk is full")
+        with open(path, "a") as f:
+            f.writelines(f"{number}\n" for number, _ in ops)
+        return []
+
+    return apply
+
+
+def test_a_failure_that_may_pass_is_retried_and_reported_once(tmp_path):
+    events = []
+    log = tmp_path / "ops.txt"
+    writer = ProcessWriter(_flaky_apply, (str(log), 3), lambda numbers, error, notes: events.append(("settled", error)),
+                           retrying=lambda numbers, cause: events.append(("retrying", cause)))
+    try:
+        writer.submit((1, b"x"))
+        writer.flush()
+        assert wait_for(lambda: ("settled", None) in events)
+    finally:
+        writer.close()
+    assert events == [("retrying", "the disk is full"), ("settled", None)]
+    assert log.read_text() == "1\n"
+
+
+def test_a_failure_that_does_not_pass_in_time_is_reported_as_lost(tmp_path):
+    events = []
+    writer = ProcessWriter(_flaky_apply, (str(tmp_path / "ops.txt"), 10_000),
+                           lambda numbers, error, notes: events.append(error), retry_for=0.3)
+    try:
+        writer.submit((1, b"x"))
+        assert wait_for(lambda: events, timeout=10)
+    finally:
+        writer.close()
+    assert events[0].startswith("the disk is full (gave up after")
 
 
 async def test_a_writer_too_far_behind_refuses_new_ops(tmp_path, monkeypatch):
     monkeypatch.setattr(writer_module, "MAX_BACKLOG", 2_000_000)
-    monkeypatch.setattr(writer_module, "RING_BYTES", 1 << 20)
     with _writer(tmp_path / "ops.txt", 3.0) as writer:
         ops = _ops(300)
         writer.submit(ops[0])
-        time.sleep(0.4)  # the child sleeps in its first batch: the pipe fills, then the backlog
+        time.sleep(0.4)  # the child sleeps in its first batch: nothing is settled meanwhile
         with pytest.raises(RuntimeError, match="MB behind"):
             for op in ops[1:]:
                 writer.submit(op)
-        assert writer._backlog_bytes <= 2_000_000
+        assert writer._unsettled_bytes <= 2_000_000
