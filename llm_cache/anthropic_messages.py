@@ -34,6 +34,7 @@ def assemble(body: bytes) -> dict[str, Any]:
     message: dict[str, Any] = {}
     blocks: dict[int, dict[str, Any]] = {}
     partial_json: dict[int, str] = {}
+    pieces = sse.Pieces()
     for _, event in sse.json_events(body):
         kind = event.get("type") if isinstance(event, dict) else None
         if kind == "message_start":
@@ -42,28 +43,30 @@ def assemble(body: bytes) -> dict[str, Any]:
         elif kind == "content_block_start":
             blocks[event["index"]] = dict(event["content_block"])
         elif kind == "content_block_delta":
-            _apply_delta(blocks[event["index"]], event["delta"], partial_json, event["index"])
+            _apply_delta(blocks[event["index"]], event["delta"], partial_json, event["index"], pieces)
         elif kind == "content_block_stop":
             index = event["index"]
             if index in partial_json:
-                raw = partial_json.pop(index)
+                raw = pieces.take(partial_json, index)
                 blocks[index]["input"] = orjson.loads(raw) if raw else {}
         elif kind == "message_delta":
             message.update({k: v for k, v in (event.get("delta") or {}).items()})
             message.setdefault("usage", {}).update(event.get("usage") or {})
+    pieces.finish()
     message["content"] = [blocks[i] for i in sorted(blocks)]
     return message
 
 
-def _apply_delta(block: dict[str, Any], delta: dict[str, Any], partial_json: dict[int, str], index: int) -> None:
+def _apply_delta(block: dict[str, Any], delta: dict[str, Any], partial_json: dict[int, str], index: int,
+                 pieces: sse.Pieces) -> None:
     kind = delta.get("type")
     if kind == "input_json_delta":
-        partial_json[index] = partial_json.get(index, "") + delta.get("partial_json", "")
+        pieces.add(partial_json, index, delta.get("partial_json", ""))
     elif kind == "citations_delta":
         block.setdefault("citations", []).append(delta.get("citation"))
     elif kind in _DELTA_FIELDS:
         source, target = _DELTA_FIELDS[kind]
-        block[target] = (block.get(target) or "") + delta.get(source, "")
+        pieces.add(block, target, delta.get(source, ""), none_is_empty=True)
 
 
 def synthesise(message: dict[str, Any]) -> bytes:

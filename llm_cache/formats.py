@@ -155,7 +155,9 @@ def usage_of(family: Family, body: bytes, *, is_stream: bool) -> Usage:
             parsed: Any = _SPECS[family].stream_to_json(body)  # type: ignore[misc]
         else:
             parsed = orjson.loads(body)
-    except (ValueError, KeyError, TypeError):
+    # The exceptions answers.replay allows for: a stream can pass stream_problem yet be malformed (an
+    # Anthropic delta that is a string); its entry is still stored, without usage.
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError):
         return Usage(None, None)
     if not isinstance(parsed, dict):
         return Usage(None, None)

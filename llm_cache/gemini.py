@@ -33,22 +33,38 @@ def json_problem(payload: dict[str, Any]) -> str | None:
 
 def stream_problem(body: bytes) -> str | None:
     """A stored (SSE) stream is complete when every candidate it opened reached a finishReason."""
+    finished: dict[int, bool] = {}
+    problem: str | Exception | None = None
     try:
-        chunks = [data for _, data in sse.json_events(body)]
+        # One pass that keeps no chunk, yet answers as parsing them all first did: a non-JSON event
+        # anywhere outranks an error, or a malformed chunk's exception, before it.
+        for _, chunk in sse.json_events(body):
+            if problem is None:
+                try:
+                    problem = _chunk_problem(chunk, finished)
+                except (TypeError, AttributeError) as e:  # a candidate that is not an object, …
+                    problem = e
     except ValueError:
         return "stream has an event that is not JSON"
-    finished: dict[int, bool] = {}
-    for chunk in chunks:
-        if not isinstance(chunk, dict):
-            return "stream has an event that is not an object"
-        response, _ = _unwrap(chunk)
-        if response.get("error") or chunk.get("error"):
-            return "stream carries an error"
-        for candidate in response.get("candidates") or ():
-            index = candidate.get("index", 0)
-            finished[index] = finished.get(index, False) or bool(candidate.get("finishReason"))
+    if isinstance(problem, Exception):
+        raise problem
+    if problem is not None:
+        return problem
     if not finished or not all(finished.values()):
         return "stream ended before finishReason"
+    return None
+
+
+def _chunk_problem(chunk: Any, finished: dict[int, bool]) -> str | None:
+    """What is wrong with one chunk; notes in `finished` which candidates it finishes."""
+    if not isinstance(chunk, dict):
+        return "stream has an event that is not an object"
+    response, _ = _unwrap(chunk)
+    if response.get("error") or chunk.get("error"):
+        return "stream carries an error"
+    for candidate in response.get("candidates") or ():
+        index = candidate.get("index", 0)
+        finished[index] = finished.get(index, False) or bool(candidate.get("finishReason"))
     return None
 
 
@@ -58,19 +74,23 @@ def assemble(body: bytes) -> dict[str, Any]:
     result: dict[str, Any] = {}
     envelope: dict[str, Any] | None = None
     candidates: dict[int, dict[str, Any]] = {}
+    pieces = sse.Pieces()
     for _, chunk in sse.json_events(body):
         response, wrapper = _unwrap(chunk)
         envelope = wrapper if wrapper is not None else envelope
         result.update({k: v for k, v in response.items() if k != "candidates"})
         for piece in response.get("candidates") or ():
             index = piece.get("index", 0)
-            candidate = candidates.setdefault(index, {"content": {"role": "model", "parts": []}})
+            candidate = candidates.get(index)
+            if candidate is None:
+                candidate = candidates[index] = {"content": {"role": "model", "parts": []}}
             content = piece.get("content") or {}
             if content.get("role"):
                 candidate["content"]["role"] = content["role"]
             for part in content.get("parts") or ():
-                _add_part(candidate["content"]["parts"], part)
+                _add_part(candidate["content"]["parts"], part, pieces)
             candidate.update({k: v for k, v in piece.items() if k != "content"})
+    pieces.finish()
     result["candidates"] = [candidates[i] for i in sorted(candidates)]
     if envelope is not None:
         return {**envelope, _WRAPPER: result}
@@ -84,12 +104,12 @@ def _is_text(part: dict[str, Any]) -> bool:
     return "text" in part and set(part) <= _TEXT_PART
 
 
-def _add_part(parts: list[dict[str, Any]], part: dict[str, Any]) -> None:
+def _add_part(parts: list[dict[str, Any]], part: dict[str, Any], pieces: sse.Pieces) -> None:
     """Text arrives in pieces: join a text part onto the previous one of the same kind (thought or not)."""
     last = parts[-1] if parts else None
     same_kind = last is not None and bool(last.get("thought")) == bool(part.get("thought"))
     if last is not None and same_kind and _is_text(part) and _is_text(last):
-        last["text"] += part["text"]
+        pieces.add(last, "text", part["text"], in_place=True)
         if "thoughtSignature" in part:
             last["thoughtSignature"] = part["thoughtSignature"]
     else:

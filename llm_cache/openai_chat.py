@@ -1,6 +1,7 @@
 """OpenAI chat/completions streams (also every OpenAI-compatible host, and Mistral-style FIM):
 completeness, assembly of a `chat.completion` from chunks, and synthesis of chunks from one."""
 
+from collections.abc import Iterable
 from typing import Any
 
 from llm_cache import sse
@@ -12,48 +13,74 @@ def stream_problem(body: bytes) -> str | None:
     """Why a recorded chunk stream (chat or legacy completions) must not be stored, or None when it is
     complete: it ends in `[DONE]` or, for the OpenAI-compatible servers that never send `[DONE]`,
     every choice it opened reached a finish_reason before the body ended cleanly."""
+    finished: dict[int, bool] = {}
+    problem: str | Exception | None = None
+    last: Any = None
     try:
-        events = [data for _, data in sse.json_events(body, done_marker=DONE)]
+        # One pass that keeps no chunk, yet answers as parsing them all first did: a non-JSON event
+        # anywhere outranks an error event, or a malformed chunk's exception, before it.
+        for _, data in sse.json_events(body, done_marker=DONE):
+            last = data
+            if problem is None and isinstance(data, dict):
+                try:
+                    problem = _chunk_problem(data, finished)
+                except (TypeError, AttributeError) as e:  # a choice that is not an object, …
+                    problem = e
     except ValueError:
         return "stream has an event that is not JSON"
-    chunks = [data for data in events if isinstance(data, dict)]
-    finished: dict[int, bool] = {}
-    for chunk in chunks:
-        if chunk.get("error"):  # OpenRouter and others report a failure mid-stream, still with HTTP 200
-            return "stream carries an error event"
-        for choice in chunk.get("choices") or ():
-            if choice.get("finish_reason") == "error":
-                return "stream carries an error event"
-            index = choice.get("index", 0)
-            finished[index] = finished.get(index, False) or choice.get("finish_reason") is not None
-    if events and events[-1] == DONE:
+    if isinstance(problem, Exception):
+        raise problem
+    if problem is not None:
+        return problem
+    if last == DONE:
         return None
     if finished and all(finished.values()):
         return None
     return "stream ended before [DONE]"
 
 
+def _chunk_problem(chunk: dict[str, Any], finished: dict[int, bool]) -> str | None:
+    """An error the chunk reports; notes in `finished` which choices it finishes."""
+    if chunk.get("error"):  # OpenRouter and others report a failure mid-stream, still with HTTP 200
+        return "stream carries an error event"
+    for choice in chunk.get("choices") or ():
+        if choice.get("finish_reason") == "error":
+            return "stream carries an error event"
+        index = choice.get("index", 0)
+        finished[index] = finished.get(index, False) or choice.get("finish_reason") is not None
+    return None
+
+
 def assemble(body: bytes) -> dict[str, Any]:
     """The `chat.completion` object the provider would have returned for the same request."""
+    return assemble_chunks(chunk for _, chunk in sse.json_events(body, done_marker=DONE))
+
+
+def assemble_chunks(chunks: Iterable[Any]) -> dict[str, Any]:
+    """`assemble`, from the parsed events of a stream (non-objects, such as `[DONE]`, are skipped)."""
     result: dict[str, Any] = {"id": None, "object": "chat.completion", "created": None, "model": None}
     choices: dict[int, dict[str, Any]] = {}
     tool_calls: dict[int, dict[int, dict[str, Any]]] = {}
-    for _, chunk in sse.json_events(body, done_marker=DONE):
+    pieces = sse.Pieces()
+    for chunk in chunks:
         if not isinstance(chunk, dict):
             continue
         merge_envelope(result, chunk, ("id", "created", "model", "system_fingerprint", "service_tier"))
         for delta_choice in chunk.get("choices") or ():
             index = delta_choice.get("index", 0)
-            choice = choices.setdefault(
-                index,
-                {"index": index, "message": {"role": "assistant", "content": None}, "logprobs": None,
-                 "finish_reason": None},
-            )
-            _merge_delta(choice["message"], delta_choice.get("delta") or {}, tool_calls.setdefault(index, {}))
+            choice = choices.get(index)
+            if choice is None:
+                choice = choices[index] = {"index": index, "message": {"role": "assistant", "content": None},
+                                           "logprobs": None, "finish_reason": None}
+            calls = tool_calls.get(index)
+            if calls is None:
+                calls = tool_calls[index] = {}
+            _merge_delta(choice["message"], delta_choice.get("delta") or {}, calls, pieces)
             if delta_choice.get("finish_reason") is not None:
                 choice["finish_reason"] = delta_choice["finish_reason"]
             if delta_choice.get("logprobs"):
                 choice["logprobs"] = merge_logprobs(choice["logprobs"], delta_choice["logprobs"])
+    pieces.finish()
     for index, calls in tool_calls.items():
         if calls:
             choices[index]["message"]["tool_calls"] = [calls[i] for i in sorted(calls)]
@@ -61,23 +88,26 @@ def assemble(body: bytes) -> dict[str, Any]:
     return result
 
 
-def _merge_delta(message: dict[str, Any], delta: dict[str, Any], calls: dict[int, dict[str, Any]]) -> None:
+def _merge_delta(message: dict[str, Any], delta: dict[str, Any], calls: dict[int, dict[str, Any]],
+                 pieces: sse.Pieces) -> None:
     for field, value in delta.items():
         if field == "tool_calls":
             for call_delta in value or ():
-                _merge_tool_call(calls, call_delta)
+                _merge_tool_call(calls, call_delta, pieces)
         elif field == "role":
             message["role"] = value or message["role"]
         elif isinstance(value, str):  # content, refusal, reasoning_content, …: text arrives in pieces
-            message[field] = (message.get(field) or "") + value
+            pieces.add(message, field, value, none_is_empty=True)
         elif value is not None:
+            pieces.drop(message, field)
             message[field] = value
 
 
-def _merge_tool_call(calls: dict[int, dict[str, Any]], delta: dict[str, Any]) -> None:
-    call = calls.setdefault(
-        delta.get("index", 0), {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
-    )
+def _merge_tool_call(calls: dict[int, dict[str, Any]], delta: dict[str, Any], pieces: sse.Pieces) -> None:
+    index = delta.get("index", 0)
+    call = calls.get(index)
+    if call is None:
+        call = calls[index] = {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
     if delta.get("id"):
         call["id"] = delta["id"]
     if delta.get("type"):
@@ -85,7 +115,7 @@ def _merge_tool_call(calls: dict[int, dict[str, Any]], delta: dict[str, Any]) ->
     function = delta.get("function") or {}
     for part in ("name", "arguments"):
         if function.get(part):
-            call["function"][part] += function[part]
+            pieces.add(call["function"], part, function[part], in_place=True)
 
 
 def merge_envelope(result: dict[str, Any], chunk: dict[str, Any], fields: tuple[str, ...]) -> None:
@@ -99,11 +129,17 @@ def merge_envelope(result: dict[str, Any], chunk: dict[str, Any], fields: tuple[
 
 
 def merge_logprobs(merged: dict[str, Any] | None, piece: dict[str, Any]) -> dict[str, Any]:
-    """Logprobs arrive per chunk: their lists are concatenated."""
-    merged = dict(merged or {})
+    """Logprobs arrive per chunk: their lists are concatenated. `merged` is the previous result, which
+    is extended in place (copying it per chunk made a long stream quadratic)."""
+    if not merged:
+        merged = {}
     for field, items in piece.items():
         if isinstance(items, list):
-            merged[field] = (merged.get(field) or []) + items
+            so_far = merged.get(field)
+            if so_far:
+                so_far.extend(items)
+            else:
+                merged[field] = list(items)
     return merged
 
 

@@ -1,7 +1,11 @@
+import re
+
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from llm_cache import anthropic_messages, formats, openai_chat, sse
+from llm_cache import anthropic_messages, formats, openai_chat, openai_completions, sse
 from llm_cache.endpoints import Family
 
 
@@ -172,3 +176,146 @@ def test_usage_from_json_and_streams():
     responses_json = b'{"usage": {"input_tokens": 1, "output_tokens": 2}}'
     assert formats.usage_of(Family.OPENAI_RESPONSES, responses_json, is_stream=False) == (1, 2)
     assert formats.usage_of(Family.OPENAI_CHAT, b"garbage", is_stream=False) == (None, None)
+
+
+# The fast path of the SSE parser against the full parse it stands in for: the parser as it was before
+# the fast path, kept here as the oracle.
+
+_ORACLE_BLOCKS = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+_ORACLE_LINES = re.compile(rb"\r\n|\n|\r")
+
+
+def oracle_events(body):
+    events = []
+    for block in _ORACLE_BLOCKS.split(body):
+        name, data = None, []
+        for line in _ORACLE_LINES.split(block):
+            if not line or line.startswith(b":"):
+                continue
+            field, _, value = line.partition(b":")
+            if value.startswith(b" "):
+                value = value[1:]
+            if field == b"event":
+                name = value.decode("utf-8", "replace")
+            elif field == b"data":
+                data.append(value.decode("utf-8", "replace"))
+        if data:
+            events.append(sse.Event(name, "\n".join(data)))
+    return events
+
+
+TRICKY_BODIES = {
+    "lf": b'data: {"a":1}\n\nevent: e\ndata: {"b":2}\n\ndata: [DONE]\n\n',
+    "crlf-only": b'data: {"a":1}\r\n\r\nevent: e\r\ndata: 2\r\n\r\n',
+    "cr-only": b"data: 1\r\rdata: 2\r\r",
+    "mixed-line-ends": b"data: 1\n\r\ndata: 2\r\n\ndata: 3\n\n",
+    "comments": b": keep-alive\n\n: OPENROUTER PROCESSING\n\ndata: 1\n\n:x\ndata: 2\n\n",
+    "multi-line-data": b"data: 1\ndata: 2\n\nevent: e\ndata: a\ndata: b\n\n",
+    "no-trailing-blank-line": b"data: 1\n\ndata: 2\n",
+    "no-newline-at-all": b"data: 1",
+    "event-without-data": b"event: ping\n\nevent: e\n\ndata: 1\n\n",
+    "event-then-data-then-event": b"event: a\ndata: 1\nevent: b\n\n",
+    "data-before-event": b"data: 1\nevent: late\n\n",
+    "bom": b"\xef\xbb\xbfdata: 1\n\ndata: 2\n\n",
+    "no-space": b"data:1\n\nevent:e\ndata:2\n\n",
+    "two-spaces": b"data:  1\n\nevent:  e\ndata:  2\n\n",
+    "empty-data": b"data:\n\ndata: \n\nevent: e\ndata: \n\n",
+    "colons-in-values": b'event: a:b\ndata: {"u":"http://x"}\n\n',
+    "empty-event-name": b"event: \ndata: 1\n\n",
+    "id-retry-unknown": b"id: 7\ndata: 1\n\nretry: 10\n\nfoo: bar\ndata: 2\n\n",
+    "extra-blank-lines": b"\n\n\ndata: 1\n\n\n\n\ndata: 2\n\n\n",
+    "invalid-utf8": b'data: {"t":"\xff\xc3"}\n\nevent: \xe2\x82\ndata: \xed\xa0\x80\n\n',
+    "non-ascii": 'data: {"t":"héllo 世界 🎉"}\n\nevent: é\ndata: ü\n\n'.encode(),
+    "empty": b"",
+    "blank-lines-only": b"\n\n\r\n\r\n",
+    "data-field-prefix": b"datum: 1\n\ndata2: 3\n\nevents: x\ndata: 4\n\n",
+}
+
+
+@pytest.mark.parametrize("body", TRICKY_BODIES.values(), ids=TRICKY_BODIES.keys())
+def test_sse_fast_path_parses_as_the_full_parse(body):
+    assert list(sse.iter_events(body)) == oracle_events(body)
+    assert list(sse.iter_events(body.replace(b"\n", b"\r\n"))) == oracle_events(body.replace(b"\n", b"\r\n"))
+
+
+_FRAGMENTS = [b"data: ", b"data:", b"event: ", b"event:", b":", b" ", b"\n", b"\n\n", b"\r\n", b"\r",
+              b'{"a":1}', b"[DONE]", b"x", b"id: 1", b"\xff", "é".encode(), b"\xef\xbb\xbf"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_FRAGMENTS), max_size=30))
+def test_sse_fast_path_parses_any_body_as_the_full_parse(fragments):
+    body = b"".join(fragments)
+    assert list(sse.iter_events(body)) == oracle_events(body)
+
+
+def oracle_json_events(body, done_marker=None):
+    return [(e.event, e.data if e.data == done_marker else orjson.loads(e.data)) for e in oracle_events(body)]
+
+
+@pytest.mark.parametrize("body", [
+    b'data: {"t":"\xff"}\n\ndata: [DONE]\n\n',  # invalid UTF-8 is replaced, not refused
+    'event: e\ndata: {"t":"日本"}\n\n: c\ndata: {"a":\ndata: 1}\n\n'.encode(),
+    b'data: "[DONE]"\n\ndata: [DONE]\r\n\r\n',
+])
+def test_json_events_parse_as_the_full_parse(body):
+    assert list(sse.json_events(body, done_marker="[DONE]")) == oracle_json_events(body, "[DONE]")
+
+
+@pytest.mark.parametrize("body", [b"data: [DONE]\n\n", b"data: {\n\n", b'data: {"t":"\xff"\n\n',
+                                  b"data: \xef\xbb\xbf{}\n\n"])
+def test_json_events_refuse_what_the_full_parse_refuses(body):
+    with pytest.raises(ValueError):
+        oracle_json_events(body)
+    with pytest.raises(ValueError):
+        list(sse.json_events(body))
+
+
+def test_pieces_join_once_in_place_and_as_adding_would():
+    message = {"role": "assistant", "content": None}
+    pieces = sse.Pieces()
+    for piece in ("Hel", "lo"):
+        pieces.add(message, "content", piece, none_is_empty=True)
+    pieces.add(message, "reasoning", "r")
+    pieces.add(message, "audio", "x")
+    pieces.drop(message, "audio")
+    message["audio"] = {"id": "a"}  # replaced whole, as the stream did
+    pieces.finish()
+    assert list(message.items()) == [("role", "assistant"), ("content", "Hello"), ("reasoning", "r"),
+                                      ("audio", {"id": "a"})]
+    partial = {}
+    pieces.add(partial, 0, '{"a"')
+    pieces.add(partial, 0, ": 1}")
+    assert pieces.take(partial, 0) == '{"a": 1}' and partial == {}
+    numbers = {"n": 1}
+    pieces.add(numbers, "n", 2)  # not text: added there and then, as the stream's `+` would
+    assert numbers == {"n": 3}
+    with pytest.raises(TypeError):
+        pieces.add(message, "content", 5)
+
+
+def test_assembly_keeps_the_order_text_fields_first_came_in():
+    body = chat_stream(({"role": "assistant", "content": None}, None), ({"reasoning_content": "th"}, None),
+                       ({"content": "a"}, None), ({"reasoning_content": "ink"}, None), ({"refusal": None}, None),
+                       ({"content": "b"}, "stop"))
+    message = openai_chat.assemble(body)["choices"][0]["message"]
+    assert list(message.items()) == [("role", "assistant"), ("content", "ab"), ("reasoning_content", "think")]
+
+
+def test_usage_of_a_complete_but_malformed_stream_is_unknown():
+    body = sse.encode([
+        ("message_start", {"type": "message_start", "message": {"usage": {"input_tokens": 1}}}),
+        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text"}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": "not an object"}),
+        ("message_stop", {"type": "message_stop"}),
+    ])
+    assert formats.stream_problem(Family.ANTHROPIC_MESSAGES, body) is None
+    assert formats.usage_of(Family.ANTHROPIC_MESSAGES, body, is_stream=True) == (None, None)
+
+
+def test_completions_stream_that_turns_chat_shaped_is_assembled_as_chat():
+    text_chunk = {"id": "c", "object": "text_completion", "choices": [{"text": "a", "index": 0}]}
+    chat_chunk = {"id": "c", "choices": [{"index": 0, "delta": {"content": "b"}, "finish_reason": "stop"}]}
+    body = sse.encode([(None, text_chunk), (None, chat_chunk), (None, "[DONE]")])
+    assert openai_completions.assemble(body) == openai_chat.assemble(body)
+    assert openai_completions.assemble(body)["choices"][0]["message"]["content"] == "b"
