@@ -106,6 +106,9 @@ OPTIONS: tuple[tuple[str, type, Any, str], ...] = (
     ("compat_headers", bool, _DEFAULT.compat_headers,
      "Also send the headers of the caches users switch from: X-Computer-Use-Cache, "
      "X-Code-Model-Cache and a Cachecore-style X-Cache with X-Cache-Age."),
+    ("write_retry", int, _DEFAULT.write_retry,
+     "Seconds a write that failed for a reason that may pass (a locked database, a full disk, a read-only "
+     "file system, a server that went away) is tried again before the entry is given up, and logged as lost."),
     ("refuse_websocket", bool, _DEFAULT.refuse_websocket,
      "Answer a WebSocket upgrade to a /responses endpoint (the Codex CLI tries one first) with HTTP 426, "
      "so the client falls back to HTTP and SSE, which is cached."),
@@ -384,6 +387,10 @@ class LLMCache:
     async def _answer_when_stored(self, flow: http.HTTPFlow, state: dict, stored: Future[str]) -> None:
         """`X-LLM-Cache-Store: stored` means written: the answer waits for the commit (a few ms), up
         to STORE_WAIT, then says what is known ("queued …") and mitmweb's comment the rest."""
+        store = self.store
+        if store is not None and store.retrying:  # the writer is stuck on a cause: no answer waits for it
+            self._answered(flow, state, self._later(flow, state, stored))
+            return
         try:
             outcome = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(stored)), STORE_WAIT)
         except TimeoutError:
@@ -580,7 +587,8 @@ class LLMCache:
 
     def _open(self) -> None:
         try:
-            self.store = cache_models.CacheStore(self.db_url, self.settings.key_rules, self._near_miss)
+            self.store = cache_models.CacheStore(self.db_url, self.settings.key_rules, self._near_miss,
+                                                 write_retry=self.settings.write_retry)
         except Exception as e:
             self.store = None
             self._reopen_at = time.monotonic() + REOPEN_AFTER

@@ -211,6 +211,7 @@ def _row_of(record: Record) -> dict[str, Any]:
 
 
 HIT_COUNT_INTERVAL = 0.5  # seconds: hit counts are summed in memory and sent this often
+FILE_CHECK_INTERVAL = 1.0  # seconds between checks that the SQLite file is still the one opened
 NEIGHBOURS = 20  # recent entries of the same endpoint and model a near miss is looked for among
 NEAR_MISS_BUDGET = 0.05  # seconds of the writer's time per batch spent explaining near misses
 
@@ -223,13 +224,16 @@ class CacheStore:
     """
 
     def __init__(self, url: str, rules: KeyRules = DEFAULT_RULES,
-                 on_near_miss: Callable[[explain.NearMiss], None] | None = None) -> None:
+                 on_near_miss: Callable[[explain.NearMiss], None] | None = None, *,
+                 write_retry: float = RETRY_FOR) -> None:
         """`on_near_miss` is called (on a helper thread) when a newly stored entry has a stored
         neighbour of the same endpoint and model: what differs, for the user to see."""
         self.url = url
         self.rules = rules
         self._on_near_miss = on_near_miss
         self.db = open_database(url)
+        self._inode = _inode(url)
+        self._inode_checked = time.monotonic()
         # Built once: running the ORM per lookup costs ~10x the lookup itself.
         self._find_sql = (
             CacheEntry.select(
@@ -253,13 +257,17 @@ class CacheStore:
         self.retrying: str | None = None  # why the writer is trying a batch again, while it is
         self.writes = {"stored": 0, "lost": 0}  # entries, this process's run
         self.lost: dict[str, int] = {}  # entries lost, by cause
-        self._writer = ProcessWriter(open_writer, (url, rules), self._settled, retrying=self._retrying)
+        self.write_retry = write_retry
+        self._writer = ProcessWriter(open_writer, (url, rules), self._settled, retrying=self._retrying,
+                                     retry_for=write_retry)
 
     def find(self, key: str) -> Record | None:
         with self._lock:
             pending = self._pending.get(key)
         if pending is not None:
             return pending[1]
+        if self._inode is not None and time.monotonic() - self._inode_checked > FILE_CHECK_INTERVAL:
+            self._check_file()
         cursor = self.db.cursor()  # the DB-API cursor itself: execute_sql's wrapping costs as much again
         cursor.execute(self._find_sql, (key,))
         row = cursor.fetchone()
@@ -276,6 +284,19 @@ class CacheStore:
             family=family,
             expires_at=expires_at,
         )
+
+    def _check_file(self) -> None:
+        """A SQLite file deleted or replaced under the proxy: read the new one (the writer makes
+        it), never the deleted one's entries (a stat once a second, ~2 us)."""
+        self._inode_checked = time.monotonic()
+        if _inode(self.url) in (self._inode, -1):  # the same file, or not there yet
+            return
+        logger.warning("llm-cache: the cache file %s was deleted or replaced; reading the new one",
+                       redact_url(self.url))
+        with contextlib.suppress(Exception):
+            self.db.close()
+        self.db = open_database(self.url)
+        self._inode = _inode(self.url)
 
     def credential_tag(self, credential: str) -> str:
         """An HMAC of a credential under the cache's own secret: entries of one API key stay apart
@@ -415,7 +436,7 @@ class CacheStore:
         """The writer could not write a batch, for a reason that may pass: it tries again."""
         if self.retrying != cause:
             logger.warning("llm-cache: could not write to %s: %s; trying again for up to %.0f s",
-                           redact_url(self.url), cause, RETRY_FOR)
+                           redact_url(self.url), cause, self.write_retry)
         self.retrying = cause
 
     def _settled(self, numbers: list[int], error: str | None, notes: list[Any]) -> None:
@@ -441,7 +462,8 @@ class CacheStore:
             for cause in causes:
                 self.lost[cause] = self.lost.get(cause, 0) + 1
         if error is not None:
-            logger.warning("llm-cache: could not write %d entries to %s: %s", len(entries), redact_url(self.url), error)
+            logger.warning("llm-cache: lost %s: could not write to %s: %s", _entries(len(entries)),
+                           redact_url(self.url), error)
         elif self.retrying is not None:
             logger.info("llm-cache: writing to %s works again", redact_url(self.url))
             self.retrying = None
@@ -452,6 +474,10 @@ class CacheStore:
                 future.set_result(f"skipped: {skipped[entry]}")
             else:
                 future.set_result("stored")
+
+
+def _entries(count: int) -> str:
+    return f"{count} entr{'y' if count == 1 else 'ies'}"
 
 
 class HitCounts(dict[str, tuple[int, float]]):
@@ -516,7 +542,7 @@ def transient_cause(error: Exception) -> str | None:
     for needle, cause in _TRANSIENT:
         if needle in text:
             return cause
-    if type(error).__name__ in ("OperationalError", "InterfaceError") and not url_is_sqlite(str(error)):
+    if type(error).__module__.startswith("psycopg2") and type(error).__name__ in ("OperationalError", "InterfaceError"):
         return f"the database server cannot be reached ({_first_line(error)})"
     return None
 
@@ -532,10 +558,6 @@ _TRANSIENT = (
     ("unable to open database file", "the database file cannot be opened"),
     ("no such table", "the database file was replaced"),
 )
-
-
-def url_is_sqlite(text: str) -> bool:
-    return "sqlite" in text.lower()
 
 
 def _first_line(error: Exception) -> str:

@@ -93,8 +93,10 @@ def _changed(a: str, b: str) -> tuple[int, int, int]:
 
 
 def _around(text: str, start: int, end: int) -> str:
+    """The change with CONTEXT characters on each side; a long change is cut after 2 * CONTEXT."""
     left = max(0, start - CONTEXT)
-    right = min(len(text), max(end, start) + CONTEXT)
+    cut = max(end, start) > start + 2 * CONTEXT
+    right = start + 2 * CONTEXT if cut else min(len(text), max(end, start) + CONTEXT)
     return json.dumps(("…" if left else "") + text[left:right] + ("…" if right < len(text) else ""), ensure_ascii=False)
 
 

@@ -75,6 +75,7 @@ class Settings:
     scope: Scope = Scope.GLOBAL
     compat_headers: bool = False
     refuse_websocket: bool = True  # Codex CLI: answer its WebSocket upgrade with 426 so it falls back to SSE
+    write_retry: int = 120  # seconds a write that failed for a reason that may pass is tried again
     key_rules: KeyRules = field(default_factory=lambda: KeyRules(profiles=profiles.load()))
 
     def refuses(self, host: str, model: str, family: str) -> str | None:
@@ -149,6 +150,7 @@ def settings_from(options: Mapping[str, Any]) -> Settings:
         scope=parse_enum(Scope, "llm_cache_scope", options["scope"]),
         compat_headers=options["compat_headers"],
         refuse_websocket=options["refuse_websocket"],
+        write_retry=parse_non_negative("llm_cache_write_retry", options["write_retry"]),
         key_rules=KeyRules(
             ignored=ignored,
             normalisers=parse_patterns("llm_cache_normalise", options["normalise"]),

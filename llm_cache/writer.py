@@ -194,7 +194,8 @@ class ProcessWriter:
             self._process.join(timeout)
         self._closing = True
         if self._process.is_alive():
-            logger.warning("llm-cache: the writer did not finish within %.0f s; unwritten entries are lost", timeout)
+            logger.warning("llm-cache: the writer did not finish within %.0f s; %d unwritten writes are lost",
+                           timeout, len(self._unsettled))
             self._process.kill()
         self._acks.join(2)
         self._forget_loop()

@@ -117,7 +117,7 @@ def test_a_failing_write_is_logged_and_forgotten(store, caplog):
     with caplog.at_level(logging.WARNING):
         store.put(record()._replace(status=None))  # NOT NULL fails inside the writer process
         store.flush()
-    assert "could not write 1 entries" in caplog.text and re.search("not.null", caplog.text, re.IGNORECASE)
+    assert "lost 1 entry: could not write to" in caplog.text and re.search("not.null", caplog.text, re.IGNORECASE)
     assert "Failing row" not in caplog.text  # PostgreSQL's DETAIL line would quote the row
     assert store.find("a" * 64) is None  # nothing half-written is ever served
     store.put(record(key="b" * 64))  # and the writer goes on
@@ -281,3 +281,22 @@ def test_cache_files_are_made_private_and_old_ones_narrowed(tmp_path, caplog):
     cache_models.keep_private(str(old))
     assert old.stat().st_mode & 0o777 == 0o600 and (tmp_path / "old.sqlite3-wal").stat().st_mode & 0o777 == 0o600
     assert "was readable by other users; now by its owner only" in caplog.text
+
+
+@pytest.mark.parametrize(("message", "cause"), [
+    ("database is locked", "the database is locked by another process"),
+    ("database or disk is full", "the disk is full"),
+    ("attempt to write a readonly database", "the database is read-only"),
+    ("disk I/O error", "a disk I/O error"),
+    ("no such table: cache_entry", "the database file was replaced"),
+    ("UNIQUE constraint failed: cache_entry.key", None),
+])
+def test_write_failures_that_may_pass_are_told_apart_from_those_that_will_not(message, cause):
+    assert cache_models.transient_cause(sqlite3.OperationalError(message)) == cause
+
+
+def test_a_lost_server_connection_may_pass():
+    import psycopg2
+
+    cause = cache_models.transient_cause(psycopg2.OperationalError("server closed the connection unexpectedly"))
+    assert cause is not None and cause.startswith("the database server cannot be reached")
