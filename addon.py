@@ -14,10 +14,11 @@ import copy
 import gc
 import logging
 import os
+import threading
 import time
 from collections import OrderedDict
-from collections.abc import Coroutine, Sequence
-from concurrent.futures import Future
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -36,7 +37,7 @@ from llm_cache.explain import NearMiss
 from llm_cache.failures import FailureLog
 from llm_cache.lookup import Found, find_entry
 from llm_cache.normalise import canonical_form
-from llm_cache.plan import is_expired, plan_for
+from llm_cache.plan import Plan, is_expired, plan_for
 from llm_cache.records import Record, unpack_request
 from llm_cache.secrets import SecretScanner
 from llm_cache.status import Status, status_headers, store_headers
@@ -106,6 +107,9 @@ OPTIONS: tuple[tuple[str, type, Any, str], ...] = (
     ("compat_headers", bool, _DEFAULT.compat_headers,
      "Also send the headers of the caches users switch from: X-Computer-Use-Cache, "
      "X-Code-Model-Cache and a Cachecore-style X-Cache with X-Cache-Age."),
+    ("lookup_timeout_ms", int, _DEFAULT.lookup_timeout_ms,
+     "Milliseconds a lookup in a database across the network (PostgreSQL) may take; a request whose "
+     "lookup takes longer goes upstream uncached, with a log line. SQLite lookups are local."),
     ("write_retry", int, _DEFAULT.write_retry,
      "Seconds a write that failed for a reason that may pass (a locked database, a full disk, a read-only "
      "file system, a server that went away) is tried again before the entry is given up, and logged as lost."),
@@ -127,6 +131,8 @@ class LLMCache:
         self._seen: dict[str, int] = {}  # identical requests this run, per key (llm_cache_samples > 1)
         self._stale: dict[str, Record] = {}  # flow id -> expired entry, for stale-if-error
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._opening = False  # a thread is opening the store
+        self._reader: ThreadPoolExecutor | None = None  # lookups in a database across the network
         self._just_stored: OrderedDict[str, http.HTTPFlow] = OrderedDict()  # entry key -> its flow, the newest
 
     def load(self, loader) -> None:
@@ -160,7 +166,10 @@ class LLMCache:
         if url != self.db_url:
             self._close()
             self.db_url = url
-            self._open()
+            if url.startswith("sqlite:"):
+                self._open()  # a local file, opened before the proxy serves
+            else:
+                self._store()  # a server: opened on a thread, the proxy passes requests through meanwhile
 
     def running(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -178,6 +187,8 @@ class LLMCache:
 
     def done(self) -> None:
         self._close()
+        if self._reader is not None:
+            self._reader.shutdown(wait=False, cancel_futures=True)
 
     # -- the request path ---------------------------------------------------------------------
 
@@ -257,16 +268,57 @@ class LLMCache:
                      skip_store=plan.skip_store, secret=facts.secret)
         now = time.time()
         nth = self._nth(key)
+
+        def look_up() -> Found:
+            if not plan.look_up:
+                return Found(None, None, nth % settings.samples)
+            return find_entry(store.find, key, nth=nth, samples=settings.samples, can_record=plan.skip_store is None,
+                              is_expired=lambda record: is_expired(record, now, settings, controls))
+
+        def then(found: Found) -> Coroutine[Any, Any, None] | None:
+            return self._decide(flow, store, found, facts, plan, now)
+
+        if store.remote:
+            return self._look_up_far(flow, look_up, then)
         try:
-            found = Found(None, None, nth % settings.samples)
-            if plan.look_up:
-                found = find_entry(
-                    store.find, key, nth=nth, samples=settings.samples, can_record=plan.skip_store is None,
-                    is_expired=lambda record: is_expired(record, now, settings, controls),
-                )
+            found = look_up()
+        except Exception as e:
+            self._failures.passed_through("the cache lookup", e)
+            del flow.metadata[META]
+            return None
+        return then(found)
+
+    async def _look_up_far(self, flow: http.HTTPFlow, look_up: Callable[[], Found],
+                           then: Callable[[Found], Coroutine[Any, Any, None] | None]) -> None:
+        """A database across the network is looked up on threads of its own, within
+        llm_cache_lookup_timeout_ms: a frozen or unreachable server never holds the event loop, and
+        a request whose lookup takes longer goes upstream uncached."""
+        if self._reader is None:
+            self._reader = ThreadPoolExecutor(2, thread_name_prefix="llm-cache-lookup")
+        limit = self.settings.lookup_timeout_ms / 1000
+        try:
+            found = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(self._reader, look_up), limit)
+        except TimeoutError:
+            self._failures.passed_through("the cache lookup", f"no answer within {self.settings.lookup_timeout_ms} ms")
+            del flow.metadata[META]
+            return
+        except Exception as e:
+            self._failures.passed_through("the cache lookup", e)
+            del flow.metadata[META]
+            return
+        more = then(found)
+        if more is not None:
+            await more
+
+    def _decide(self, flow: http.HTTPFlow, store: cache_models.CacheStore, found: Found, facts: keys.BodyFacts,
+                plan: Plan, now: float) -> Coroutine[Any, Any, None] | None:
+        """Answer a hit, fail a replay miss loudly, or let a miss go upstream."""
+        state, settings = flow.metadata[META], self.settings
+        family = state["route"].family
+        try:
             answer = None
             if found.fresh is not None:
-                answer = answers.replay(found.fresh, family, want=wire, include_usage=facts.include_usage)
+                answer = answers.replay(found.fresh, family, want=state["wire"], include_usage=facts.include_usage)
         except Exception as e:
             self._failures.passed_through("the cache lookup", e)
             del flow.metadata[META]
@@ -275,10 +327,9 @@ class LLMCache:
             self._answer(flow, Status.HIT, answer, found.fresh, now)
             store.touch(found.fresh.key, now)
             return None
-        state.update(status=Status.MISS, entry=found.key_of(key), sample=found.sample)
+        state.update(status=Status.MISS, entry=found.key_of(state["key"]), sample=found.sample)
         if plan.replay_only:
-            self._replay_miss(flow, store, facts.model)
-            return None
+            return self._replay_miss(flow, store, facts.model)
         if found.stale is not None and settings.stale_if_error:
             self._stale[flow.id] = found.stale
             return self._serve_stale_if_unreachable(flow)
@@ -295,23 +346,46 @@ class LLMCache:
         headers = answer.headers + status_headers(status, compat=self.settings.compat_headers, **details)
         flow.response = _response(answer.status, answer.body, headers)
 
-    def _replay_miss(self, flow: http.HTTPFlow, store: cache_models.CacheStore, model: str) -> None:
-        """Fail loudly, naming the stored request that came closest and where it differs."""
+    def _replay_miss(self, flow: http.HTTPFlow, store: cache_models.CacheStore,
+                     model: str) -> Coroutine[Any, Any, None] | None:
+        """Fail loudly, naming the stored request that came closest and where it differs (the
+        candidates read off the event loop, within the lookup limit, from a database across the network)."""
         state = flow.metadata[META]
-        target = state["target"]
+        family, host = state["route"].family, state["target"].host
+        if not store.remote:
+            self._fail_replay_miss(flow, model, self._closest(flow, lambda: store.recent_requests(family, host)))
+            return None
+
+        async def far() -> None:
+            if self._reader is None:
+                self._reader = ThreadPoolExecutor(2, thread_name_prefix="llm-cache-lookup")
+            try:
+                read = asyncio.get_running_loop().run_in_executor(self._reader, store.recent_requests, family, host)
+                rows = await asyncio.wait_for(read, self.settings.lookup_timeout_ms / 1000)
+                closest = self._closest(flow, lambda: rows)
+            except Exception as e:
+                self._failures.passed_through("finding the closest stored request", str(e) or "it took too long")
+                closest = "The stored requests could not be compared."
+            self._fail_replay_miss(flow, model, closest)
+
+        return far()
+
+    def _closest(self, flow: http.HTTPFlow, rows: Callable[[], list[tuple[str, float, bytes]]]) -> str:
+        state = flow.metadata[META]
         try:
             rules, family = self.settings.key_rules, state["route"].family
             body = canonical_form(keys.parse_json(_content(flow.request, self.settings.max_request_bytes)), rules,
-                                  family=family,
-                                  profile=state["profile"])
-            candidates = (
-                (key, created_at, unpack_request(packed, rules, family)["body"])
-                for key, created_at, packed in store.recent_requests(family, target.host)
-            )
-            closest = describe(nearest(body, candidates))
+                                  family=family, profile=state["profile"])
+            candidates = ((key, created_at, unpack_request(packed, rules, family)["body"])
+                          for key, created_at, packed in rows())
+            return describe(nearest(body, candidates))
         except Exception as e:
             self._failures.passed_through("finding the closest stored request", e)
-            closest = "The stored requests could not be compared."
+            return "The stored requests could not be compared."
+
+    def _fail_replay_miss(self, flow: http.HTTPFlow, model: str, closest: str) -> None:
+        state = flow.metadata[META]
+        target = state["target"]
         replaying = self.settings.mode is policy.Mode.REPLAY
         why = "llm_cache_mode is replay" if replaying else "Cache-Control: only-if-cached"
         message = (f"llm-cache: this request ({model} at {target.url}) is not in the cache and {why}, so it was not "
@@ -575,8 +649,11 @@ class LLMCache:
     # -- the store's life ---------------------------------------------------------------------
 
     def _store(self) -> cache_models.CacheStore | None:
-        if self.store is None and self.db_url and time.monotonic() >= self._reopen_at:
-            self._open()
+        """The store, or None while it is unavailable: it is opened again, on a thread of its own
+        (an unreachable server never holds the event loop), every REOPEN_AFTER seconds."""
+        if self.store is None and self.db_url and not self._opening and time.monotonic() >= self._reopen_at:
+            self._opening = True
+            threading.Thread(target=self._open, name="llm-cache-open", daemon=True).start()
         return self.store
 
     def _require_store(self) -> cache_models.CacheStore:
@@ -595,6 +672,8 @@ class LLMCache:
             self._failures.passed_through(f"opening the cache database {cache_models.redact_url(self.db_url)}", e)
         else:
             logger.info("llm-cache: cache database %s", cache_models.redact_url(self.db_url))
+        finally:
+            self._opening = False
 
     def _close(self) -> None:
         if self.store is not None:

@@ -141,9 +141,10 @@ def open_database(url: str) -> Database:
     elif "connect_timeout=" in url:
         db = connect(url)
     else:
-        # Opening runs on the event loop (at start, and when retrying an unavailable database):
-        # an unreachable server must not hold it for a TCP timeout of minutes.
-        db = connect(url, connect_timeout=CONNECT_TIMEOUT)
+        # An unreachable server must not hold a connection attempt for a TCP timeout of minutes,
+        # and a server that vanishes without a word must be noticed (keepalives, in ~11 s).
+        db = connect(url, connect_timeout=CONNECT_TIMEOUT, keepalives=1, keepalives_idle=5, keepalives_interval=2,
+                     keepalives_count=3)
     database.initialize(db)
     db.connect(reuse_if_open=True)
     db.create_tables([CacheEntry, CacheSetting], safe=True)
@@ -229,6 +230,7 @@ class CacheStore:
         """`on_near_miss` is called (on a helper thread) when a newly stored entry has a stored
         neighbour of the same endpoint and model: what differs, for the user to see."""
         self.url = url
+        self.remote = not url.startswith("sqlite:")  # across the network: looked up off the event loop
         self.rules = rules
         self._on_near_miss = on_near_miss
         self.db = open_database(url)
@@ -268,9 +270,15 @@ class CacheStore:
             return pending[1]
         if self._inode is not None and time.monotonic() - self._inode_checked > FILE_CHECK_INTERVAL:
             self._check_file()
-        cursor = self.db.cursor()  # the DB-API cursor itself: execute_sql's wrapping costs as much again
-        cursor.execute(self._find_sql, (key,))
-        row = cursor.fetchone()
+        try:
+            cursor = self.db.cursor()  # the DB-API cursor itself: execute_sql's wrapping costs as much again
+            cursor.execute(self._find_sql, (key,))
+            row = cursor.fetchone()
+        except Exception as e:
+            if self.remote and transient_cause(e, remote=True):  # the server went away: the next lookup connects again
+                with contextlib.suppress(Exception):
+                    self.db.close()
+            raise
         if row is None:
             return None
         status, headers, body, is_stream, created_at, family, expires_at = row
@@ -536,13 +544,15 @@ class Skipped(NamedTuple):
     reason: str
 
 
-def transient_cause(error: Exception) -> str | None:
-    """What a write failure that may pass is, in words, or None when it will not pass by waiting."""
+def transient_cause(error: Exception, *, remote: bool = False) -> str | None:
+    """What a failure that may pass is, in words, or None when it will not pass by waiting.
+    `remote`: the database is a server (an operational or interface error is then a lost connection;
+    psycopg2 raises them, and peewee raises its own of the same names)."""
     text = str(error).lower()
     for needle, cause in _TRANSIENT:
         if needle in text:
             return cause
-    if type(error).__module__.startswith("psycopg2") and type(error).__name__ in ("OperationalError", "InterfaceError"):
+    if remote and type(error).__name__ in ("OperationalError", "InterfaceError"):
         return f"the database server cannot be reached ({_first_line(error)})"
     return None
 
@@ -615,7 +625,7 @@ def open_writer(url: str, rules: KeyRules = DEFAULT_RULES) -> Callable[[Sequence
             # ("no transaction is active") must not hide the cause.
             with contextlib.suppress(Exception):
                 db.rollback()
-            cause = transient_cause(e)
+            cause = transient_cause(e, remote=not url.startswith("sqlite:"))
             if cause is None:
                 raise
             if "server cannot be reached" in cause or "replaced" in cause:

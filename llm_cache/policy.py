@@ -76,6 +76,7 @@ class Settings:
     compat_headers: bool = False
     refuse_websocket: bool = True  # Codex CLI: answer its WebSocket upgrade with 426 so it falls back to SSE
     write_retry: int = 120  # seconds a write that failed for a reason that may pass is tried again
+    lookup_timeout_ms: int = 200  # a lookup in a database across the network, at most
     key_rules: KeyRules = field(default_factory=lambda: KeyRules(profiles=profiles.load()))
 
     def refuses(self, host: str, model: str, family: str) -> str | None:
@@ -151,6 +152,7 @@ def settings_from(options: Mapping[str, Any]) -> Settings:
         compat_headers=options["compat_headers"],
         refuse_websocket=options["refuse_websocket"],
         write_retry=parse_non_negative("llm_cache_write_retry", options["write_retry"]),
+        lookup_timeout_ms=parse_non_negative("llm_cache_lookup_timeout_ms", options["lookup_timeout_ms"]),
         key_rules=KeyRules(
             ignored=ignored,
             normalisers=parse_patterns("llm_cache_normalise", options["normalise"]),

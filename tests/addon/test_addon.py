@@ -17,6 +17,7 @@ from mitmproxy.test import taddons, tflow, tutils
 import addon as llm_addon
 from llm_cache import anthropic_messages, openai_chat, openai_responses
 from llm_cache.records import unpack_request
+from tests.support.procs import wait_for
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
 COMPLETION = {"id": "c1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
@@ -347,8 +348,11 @@ def test_a_database_that_comes_back_is_used_again(tmp_path, monkeypatch):
         missing_dir.unlink()
         monkeypatch.setattr(llm_addon, "REOPEN_AFTER", 0)
         cache._reopen_at = 0
+        first = send(cache, llm_flow())  # opening again happens on a thread: this one passes through
+        assert "llm_cache" not in first.metadata
+        assert wait_for(lambda: cache.store is not None)
         f = send(cache, llm_flow())
-        assert cache.store is not None and f.metadata["llm_cache"]["status"] == "MISS"
+        assert f.metadata["llm_cache"]["status"] == "MISS"
         cache.done()
 
 

@@ -296,7 +296,11 @@ def test_write_failures_that_may_pass_are_told_apart_from_those_that_will_not(me
 
 
 def test_a_lost_server_connection_may_pass():
+    import peewee
     import psycopg2
 
-    cause = cache_models.transient_cause(psycopg2.OperationalError("server closed the connection unexpectedly"))
+    cause = cache_models.transient_cause(psycopg2.OperationalError("server closed the connection unexpectedly"),
+                                         remote=True)
     assert cause is not None and cause.startswith("the database server cannot be reached")
+    assert cache_models.transient_cause(peewee.InterfaceError("connection already closed"), remote=True)
+    assert cache_models.transient_cause(peewee.InterfaceError("connection already closed")) is None  # SQLite
