@@ -145,3 +145,24 @@ def test_the_cache_files_are_readable_by_their_owner_only(proxy):
     assert wait_for(lambda: (proxy.db_path.parent / "cache.sqlite3-wal").exists())
     for name in ("cache.sqlite3", "cache.sqlite3-wal", "cache.sqlite3-shm"):
         assert (proxy.db_path.parent / name).stat().st_mode & 0o777 == 0o600, name
+
+
+def test_the_caches_own_log_lines_show_no_credential(tmp_path, certs, fake):
+    secrets = {"authorization": "Bearer sk-proj-LOGSECRET00000000001", "x-api-key": "sk-ant-LOGSECRET000002",
+               "api-key": "azure0LOGSECRET0003", "x-goog-api-key": "AIzaLOGSECRET00000000000000000000004"}
+    query_key = "AIzaLOGSECRETQUERY0000000000000000005"
+    proxy = Mitmdump(tmp_path / "proxy", certs=certs, fake=fake, extra=["-v", "--set", "llm_cache_mode=replay"])
+    try:
+        with client(proxy) as c:
+            answers = [
+                c.post("https://api.openai.com/v1/chat/completions", json=chat_body("log me"), headers=secrets),
+                c.post(f"https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent"
+                       f"?key={query_key}", json={"contents": [{"role": "user", "parts": [{"text": "log me"}]}]})]
+    finally:
+        proxy.stop()
+    assert [a.status_code for a in answers] == [400, 400] and "generateContent" in answers[1].text
+    ours = [line for line in proxy.log if "llm-cache" in line.lower()] + [a.text for a in answers]
+    assert len(ours) > 4  # the start lines, the answers' headers as mitmdump -v prints them, the answers
+    for line in ours:
+        for secret in [*secrets.values(), query_key]:
+            assert secret[4:16] not in line and secret[-8:] not in line, line
