@@ -52,6 +52,7 @@ PROBE_TIMEOUT = 5.0  # seconds: stale-if-error's check that an upstream can be r
 STALE_STATUSES = frozenset({429, 500, 502, 503, 504})  # upstream failures stale-if-error covers
 
 NEAR_MISS_FLOWS = 256  # recorded flows kept for the comment their near miss adds
+NEAR_MISS_LOG_EVERY = 5.0  # seconds: near misses logged at most this often (every one is in its comment)
 STORE_WAIT = 2.0  # seconds an answer waits for its entry to be committed before it says "queued"
 
 MARK_HIT = ":zap:"
@@ -132,6 +133,8 @@ class LLMCache:
         self._stale: dict[str, Record] = {}  # flow id -> expired entry, for stale-if-error
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opening = False  # a thread is opening the store
+        self._near_miss_logged = -NEAR_MISS_LOG_EVERY  # when a near miss was last logged
+        self._near_misses_unsaid = 0
         self._reader: ThreadPoolExecutor | None = None  # lookups in a database across the network
         self._just_stored: OrderedDict[str, http.HTTPFlow] = OrderedDict()  # entry key -> its flow, the newest
 
@@ -272,7 +275,8 @@ class LLMCache:
         def look_up() -> Found:
             if not plan.look_up:
                 return Found(None, None, nth % settings.samples)
-            return find_entry(store.find, key, nth=nth, samples=settings.samples, can_record=plan.skip_store is None,
+            find = store.find_json if wire is Wire.JSON else store.find
+            return find_entry(find, key, nth=nth, samples=settings.samples, can_record=plan.skip_store is None,
                               is_expired=lambda record: is_expired(record, now, settings, controls))
 
         def then(found: Found) -> Coroutine[Any, Any, None] | None:
@@ -634,9 +638,19 @@ class LLMCache:
             self._just_stored.popitem(last=False)
 
     def _near_miss(self, miss: NearMiss) -> None:
-        """A newly stored entry came close to a stored one (the writer found it; a helper thread calls)."""
-        logger.info("llm-cache: %s (llmcache.explain %s gives a rule that makes it a hit)", miss.describe(),
-                    miss.key[:12])
+        """A newly stored entry came close to a stored one (the writer found it; a helper thread calls).
+        Every one goes into its flow's comment; the log gets at most one per NEAR_MISS_LOG_EVERY
+        seconds, saying how many it left out, so recording a thousand similar requests is not a
+        thousand log lines."""
+        now = time.monotonic()
+        if now >= self._near_miss_logged + NEAR_MISS_LOG_EVERY:
+            unsaid = f" ({self._near_misses_unsaid} more since the last one: see mitmweb's comments)" if \
+                self._near_misses_unsaid else ""
+            logger.info("llm-cache: %s (llmcache.explain %s gives a rule that makes it a hit)%s", miss.describe(),
+                        miss.key[:12], unsaid)
+            self._near_miss_logged, self._near_misses_unsaid = now, 0
+        else:
+            self._near_misses_unsaid += 1
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._comment_near_miss, miss)
 

@@ -6,6 +6,7 @@ statement; every write goes through one writer process (llm_cache.writer).
 """
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import logging
@@ -22,6 +23,7 @@ import orjson
 from peewee import (
     BlobField,
     BooleanField,
+    Case,
     CharField,
     Database,
     DatabaseProxy,
@@ -40,7 +42,7 @@ from llm_cache.endpoints import Family
 from llm_cache.keys import parse_json
 from llm_cache.normalise import DEFAULT_RULES, KeyRules, canonical_form
 from llm_cache.records import Record, storage_fields, unpack_request
-from llm_cache.writer import RETRY_FOR, ProcessWriter, Retry
+from llm_cache.writer import RETRY_FOR, Later, ProcessWriter, Retry
 
 logger = logging.getLogger(__name__)
 # mitmproxy sets the root logger to DEBUG (and quiets tornado, asyncio, hpack). peewee logs every
@@ -86,6 +88,7 @@ class CacheEntry(BaseModel):
     tags = TextField(null=True)  # ",a,b," from X-LLM-Cache-Tags, so one LIKE finds a tag
     headers = TextField()  # JSON list of [name, value]; response headers only, so never credentials
     body = BlobField()  # the decoded response: JSON, or the SSE bytes of a recorded stream
+    assembled = BlobField(null=True)  # a stream's JSON answer, assembled when it was written
     request = BlobField()  # zlib(canonical request JSON), for inspection; no auth headers, no ?key=
 
 
@@ -97,7 +100,7 @@ class CacheSetting(BaseModel):
 
 
 # Columns added after the first release; an older cache gets them when it is opened.
-_ADDED_COLUMNS = ("expires_at", "sample", "tags")
+_ADDED_COLUMNS = ("expires_at", "sample", "tags", "assembled")
 
 
 def resolve_db_url(url: str, base_dir: str) -> str:
@@ -214,7 +217,6 @@ def _row_of(record: Record) -> dict[str, Any]:
 HIT_COUNT_INTERVAL = 0.5  # seconds: hit counts are summed in memory and sent this often
 FILE_CHECK_INTERVAL = 1.0  # seconds between checks that the SQLite file is still the one opened
 NEIGHBOURS = 20  # recent entries of the same endpoint and model a near miss is looked for among
-NEAR_MISS_BUDGET = 0.05  # seconds of the writer's time per batch spent explaining near misses
 
 
 class CacheStore:
@@ -236,20 +238,14 @@ class CacheStore:
         self.db = open_database(url)
         self._inode = _inode(url)
         self._inode_checked = time.monotonic()
-        # Built once: running the ORM per lookup costs ~10x the lookup itself.
-        self._find_sql = (
-            CacheEntry.select(
-                CacheEntry.status,
-                CacheEntry.headers,
-                CacheEntry.body,
-                CacheEntry.is_stream,
-                CacheEntry.created_at,
-                CacheEntry.family,
-                CacheEntry.expires_at,
-            )
-            .where(CacheEntry.key == "?")
-            .sql()[0]
-        )
+        # Built once: running the ORM per lookup costs ~10x the lookup itself. A JSON request reads
+        # a stream entry's assembled answer instead of its stream (the body only when there is none).
+        answer = [CacheEntry.status, CacheEntry.headers, CacheEntry.body, CacheEntry.is_stream, CacheEntry.created_at,
+                  CacheEntry.family, CacheEntry.expires_at]
+        self._find_sql = CacheEntry.select(*answer).where(CacheEntry.key == "?").sql()[0]
+        answer[2] = Case(None, [(CacheEntry.assembled.is_null(), CacheEntry.body)], None)
+        self._find_json_sql = (
+            CacheEntry.select(*answer, CacheEntry.assembled).where(CacheEntry.key == "?").sql()[0])
         self._scope_secret: bytes | None = None
         self._pending: dict[str, tuple[int, Record]] = {}
         self._waiters: dict[int, Future[str]] = {}
@@ -264,6 +260,13 @@ class CacheStore:
                                      retry_for=write_retry)
 
     def find(self, key: str) -> Record | None:
+        return self._find(key, self._find_sql)
+
+    def find_json(self, key: str) -> Record | None:
+        """`find` for a JSON request: a stream entry comes with its assembled answer, not its stream."""
+        return self._find(key, self._find_json_sql)
+
+    def _find(self, key: str, sql: str) -> Record | None:
         with self._lock:
             pending = self._pending.get(key)
         if pending is not None:
@@ -272,7 +275,7 @@ class CacheStore:
             self._check_file()
         try:
             cursor = self.db.cursor()  # the DB-API cursor itself: execute_sql's wrapping costs as much again
-            cursor.execute(self._find_sql, (key,))
+            cursor.execute(sql, (key,))
             row = cursor.fetchone()
         except Exception as e:
             if self.remote and transient_cause(e, remote=True):  # the server went away: the next lookup connects again
@@ -281,16 +284,17 @@ class CacheStore:
             raise
         if row is None:
             return None
-        status, headers, body, is_stream, created_at, family, expires_at = row
+        status, headers, body, is_stream, created_at, family, expires_at, *assembled = row
         return Record(
             key=key,
             status=status,
             headers=[tuple(h) for h in orjson.loads(headers)],  # type: ignore[misc]
-            body=bytes(body),
+            body=bytes(body) if body is not None else b"",
             is_stream=bool(is_stream),
             created_at=created_at,
             family=family,
             expires_at=expires_at,
+            assembled=bytes(assembled[0]) if assembled and assembled[0] is not None else None,
         )
 
     def _check_file(self) -> None:
@@ -515,26 +519,18 @@ def nearest_stored(key: str, created_at: float, family: Family, host: str, model
     return None if miss is None else (miss, bodies[miss.neighbour], request["body"])
 
 
-def _near_misses(records: Sequence[Record], rules: KeyRules) -> list[explain.NearMiss]:
-    """Near misses of newly stored entries, within NEAR_MISS_BUDGET: a user debugging an agent
-    records a few misses a second; a burst of thousands is not explained entry by entry."""
-    deadline = time.monotonic() + NEAR_MISS_BUDGET
-    found = []
-    for record in records:
-        if time.monotonic() > deadline:
-            break
-        try:
-            family = Family(record.family)
-            request = {"profile": record.profile, "user_agent": record.user_agent,
-                       "body": canonical_form(parse_json(record.request_body), rules, family=family,
-                                              profile=record.profile)}
-            nearest = nearest_stored(record.key, record.created_at, family, record.host, record.model, request, rules)
-        except Exception as e:  # explaining is a courtesy: it never costs an entry its place
-            logger.debug("llm-cache: no near miss for %s: %s", record.key[:12], e)
-            continue
-        if nearest is not None:
-            found.append(nearest[0])
-    return found
+def _near_miss_of(record: Record, rules: KeyRules) -> list[explain.NearMiss]:
+    """A newly stored entry's near miss, as a writer note (none when it has no close neighbour).
+    Run by the writer after the batch is acknowledged, and only while no other write waits."""
+    try:
+        family = Family(record.family)
+        body = canonical_form(parse_json(record.request_body), rules, family=family, profile=record.profile)
+        request = {"profile": record.profile, "user_agent": record.user_agent, "body": body}
+        nearest = nearest_stored(record.key, record.created_at, family, record.host, record.model, request, rules)
+    except Exception as e:  # explaining is a courtesy: it never costs an entry its place
+        logger.debug("llm-cache: no near miss for %s: %s", record.key[:12], e)
+        return []
+    return [] if nearest is None else [nearest[0]]
 
 
 class Skipped(NamedTuple):
@@ -632,7 +628,7 @@ def open_writer(url: str, rules: KeyRules = DEFAULT_RULES) -> Callable[[Sequence
                 _reopen(state, url)
             raise Retry(cause) from e
         fresh = [record for record in records if record.key not in existing]
-        return notes + _near_misses(fresh, state["rules"])
+        return notes + [Later(functools.partial(_near_miss_of, record, state["rules"])) for record in fresh]
 
     return write
 

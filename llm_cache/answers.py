@@ -57,6 +57,8 @@ def replay(record: Record, family: Family, *, want: Wire, include_usage: bool) -
     (JSON, or its stream framing), or None when this entry cannot be turned into that format."""
     if want is (formats.stored_wire(family) if record.is_stream else Wire.JSON):
         return Answer(record.status, list(record.headers), record.body)
+    if want is Wire.JSON and record.assembled is not None:  # assembled when it was written
+        return Answer(record.status, _typed(record.headers, want), record.assembled)
     try:
         if want is Wire.JSON:
             body = formats.stream_to_json(family, record.body)

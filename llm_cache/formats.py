@@ -146,6 +146,18 @@ def json_to_stream(family: Family, body: bytes, *, include_usage: bool) -> bytes
     return convert(orjson.loads(body), include_usage)
 
 
+def assembled(family: Family, body: bytes) -> dict[str, Any] | None:
+    """The JSON answer a recorded stream amounts to, or None when it cannot be assembled."""
+    convert = _SPECS[family].stream_to_json
+    if convert is None:
+        return None
+    try:
+        parsed = convert(body)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
 def usage_of(family: Family, body: bytes, *, is_stream: bool) -> Usage:
     """Token counts of a stored response, when the provider reported them."""
     try:
@@ -159,6 +171,11 @@ def usage_of(family: Family, body: bytes, *, is_stream: bool) -> Usage:
     # Anthropic delta that is a string); its entry is still stored, without usage.
     except (ValueError, KeyError, TypeError, AttributeError, IndexError):
         return Usage(None, None)
+    return usage_in(parsed)
+
+
+def usage_in(parsed: Any) -> Usage:
+    """Token counts in a JSON answer (or an assembled stream), when the provider reported them."""
     if not isinstance(parsed, dict):
         return Usage(None, None)
     if isinstance(parsed.get("response"), dict):  # Gemini CLI's envelope

@@ -62,15 +62,20 @@ class Record(NamedTuple):
     tags: tuple[str, ...] = ()  # from X-LLM-Cache-Tags, for invalidation
     profile: str = ""  # the agent profile the request was keyed with (llm_cache.profiles)
     user_agent: str = ""  # the client's User-Agent, kept with the request for `llmcache.explain`
+    assembled: bytes | None = None  # a stream entry's JSON answer, read back only for a JSON request
 
 
 def storage_fields(record: Record) -> dict[str, Any]:
     """The derived columns of an entry: the request for inspection (zlib-compressed: agents resend
     the same long prompts, and a 20 KB row costs SQLite ~10x a 2 KB one), usage tokens, headers as
-    JSON. Runs in the writer process, and stays cheap: the request is packed as sent, without
-    parsing it, and canonicalised when it is read back."""
-    usage = formats.usage_of(Family(record.family), record.body, is_stream=record.is_stream)
+    JSON, and a stream's assembled JSON answer (so a JSON request answered from a stream costs what
+    a JSON hit costs). Runs in the writer process, off the event loop: the request is packed as
+    sent, without parsing it, and canonicalised when it is read back."""
+    family = Family(record.family)
+    whole = formats.assembled(family, record.body) if record.is_stream else None
+    usage = formats.usage_in(whole) if record.is_stream else formats.usage_of(family, record.body, is_stream=False)
     return {
+        "assembled": orjson.dumps(whole) if whole is not None else None,
         "headers": orjson.dumps(record.headers).decode(),
         "request": pack_request(record.url, record.keyed_headers, record.request_body, record.profile,
                                 record.user_agent),

@@ -38,7 +38,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,18 @@ _HEADER = 4  # bytes of big-endian length before each pickled op
 SEND_TIMEOUT = 30.0  # seconds flush and close wait for the pipe to take what is queued
 RETRY_FOR = 120.0  # seconds a batch that failed for a reason that may pass is retried
 RESTART_AFTER = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)  # seconds before each restart of a dead child
+
+
+class Later(NamedTuple):
+    """A note an Apply returns for work to do after the batch is acknowledged, and only while no
+    other write waits (explaining near misses): the child runs it then, and sends what it returns
+    as notes of their own. A backlog of it is bounded (LATER_KEPT); the oldest is dropped."""
+
+    work: Callable[[], list[Any]]
+
+
+LATER_KEPT = 64
+LATER_SHARE = 0.1  # of the writer's time, at most, goes to work left for later (a bucket of 0.5 s)
 
 
 class Retry(Exception):
@@ -313,6 +325,8 @@ class ProcessWriter:
                             self._unsettled_bytes -= len(frame)
                     self._restarts = 0
                 self._settled(payload, error, notes)
+            elif kind == "notes":
+                self._settled([], None, notes)
             elif kind == "retrying" and self._retrying is not None:
                 self._retrying(payload, error)
             elif kind == "flushed" and payload in self._flushed:
@@ -403,7 +417,16 @@ def _child(make_apply: Callable[..., Apply], args: tuple[Any, ...], inbox: Any, 
         return
     frames = _Frames(inbox)
     waiting: deque[tuple[int, Any]] = deque()
+    later: deque[Later] = deque(maxlen=LATER_KEPT)
+    budget, refilled = 0.5, time.monotonic()  # seconds of later work allowed now; when last topped up
     while True:
+        now = time.monotonic()
+        budget, refilled = min(0.5, budget + (now - refilled) * LATER_SHARE), now
+        while later and not waiting and budget > 0:  # idle: work that waits for idleness, a piece at a time
+            started = time.monotonic()
+            _run_later(later.popleft(), outbox)
+            budget -= time.monotonic() - started
+            waiting.extend(frames.read(timeout=None))
         if not waiting:
             waiting.extend(frames.read(timeout=1.0))
             if not waiting:
@@ -418,7 +441,7 @@ def _child(make_apply: Callable[..., Apply], args: tuple[Any, ...], inbox: Any, 
             batch.append(waiting.popleft())
         ops = [(number, op) for number, op in batch if op not in (_STOP, _FLUSH)]
         if ops:
-            _write_batch(apply, ops, outbox, retry_for)
+            later.extend(_write_batch(apply, ops, outbox, retry_for))
         for number, op in batch:
             if op == _FLUSH:
                 outbox.put(("flushed", number, None, []))
@@ -427,8 +450,18 @@ def _child(make_apply: Callable[..., Apply], args: tuple[Any, ...], inbox: Any, 
                 return
 
 
-def _write_batch(apply: Apply, ops: list[tuple[int, Any]], outbox: Any, retry_for: float) -> None:
-    """Write one batch; retry a failure that may pass, with backoff, for up to `retry_for` seconds."""
+def _run_later(work: Later, outbox: Any) -> None:
+    try:
+        notes = work.work()
+    except Exception:  # a courtesy, never a failure
+        return
+    if notes:
+        outbox.put(("notes", None, None, notes))
+
+
+def _write_batch(apply: Apply, ops: list[tuple[int, Any]], outbox: Any, retry_for: float) -> list[Later]:
+    """Write one batch; retry a failure that may pass, with backoff, for up to `retry_for` seconds.
+    Returns the work the batch left for later."""
     numbers = [number for number, _ in ops]
     started, pause, told = time.monotonic(), 0.05, False
     while True:
@@ -443,12 +476,12 @@ def _write_batch(apply: Apply, ops: list[tuple[int, Any]], outbox: Any, retry_fo
                 pause = min(pause * 2, 5.0)
                 continue
             outbox.put(("settled", numbers, f"{e} (gave up after {retry_for:.0f} s)", []))
-            return
+            return []
         except Exception as e:  # the cache must never take the proxy down: report, drop, go on
             outbox.put(("settled", numbers, _one_line(e), []))
-            return
-        outbox.put(("settled", numbers, None, notes))
-        return
+            return []
+        outbox.put(("settled", numbers, None, [note for note in notes if not isinstance(note, Later)]))
+        return [note for note in notes if isinstance(note, Later)]
 
 
 def _one_line(error: BaseException) -> str:

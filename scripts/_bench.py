@@ -10,6 +10,9 @@ enough that the proxies, not it, are what is measured. Requests carry a --body-k
 
 --misses measures instead where a miss's cost goes: bare mitmproxy against llm-cache with
 llm_cache_mode off, readonly and record (miss_breakdown).
+
+LLM_CACHE_BENCH_KEEP=1 keeps the run's folder (the cache, each proxy's log); with
+LLM_CACHE_BENCH_VERBOSE=1 the logs have every flow too.
 """
 
 import argparse
@@ -160,10 +163,14 @@ class Proxy:
         self.http_port, self.https_port = free_port(), free_port()
         confdir = folder / "confdir"
         confdir.mkdir(exist_ok=True)
-        cmd = [str(BIN / "mitmdump"), "-q", "--set", f"confdir={confdir}", "--listen-host", "127.0.0.1",
+        verbose = [] if os.environ.get("LLM_CACHE_BENCH_VERBOSE") else ["-q"]  # flows in the log, or not
+        cmd = [str(BIN / "mitmdump"), *verbose, "--set", f"confdir={confdir}", "--listen-host", "127.0.0.1",
                "--set", "connection_strategy=lazy", "--mode", f"regular@{self.http_port}",
                "--mode", f"reverse:https://api.openai.com@{self.https_port}", *args]
-        self.proc = subprocess.Popen(cmd, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Its log goes to a file: a pipe nobody reads fills up and then blocks mitmdump's event loop.
+        self.log = folder / f"mitmdump-{name}.log"
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(cmd, env=clean_env(), stdout=log, stderr=log)
         wait_port(self.http_port)
         wait_port(self.https_port)
 
@@ -237,13 +244,14 @@ def time_to_first_event(proxy_port: int | None, upstream_port: int, body_kb: int
             start = time.perf_counter()
             sock.sendall(request)
             received, first = b"", None
-            while not received.endswith(b"0\r\n\r\n") and (chunk := sock.recv(65536)):  # to the last chunk
+            # To the last chunk of the body ("\r\n0\r\n\r\n"; a header value may end in "0").
+            while not received.partition(b"\r\n\r\n")[2].endswith(b"\r\n0\r\n\r\n") and (chunk := sock.recv(65536)):
                 received += chunk
                 if first is None and b"data:" in received:
                     first = time.perf_counter() - start
             lasts.append(time.perf_counter() - start)
         if first is None or b"[DONE]" not in received:
-            raise RuntimeError("the streamed miss did not arrive whole")
+            raise RuntimeError(f"the streamed miss through port {proxy_port} did not arrive whole: {received[-300:]!r}")
         firsts.append(first)
     return {"first_ms": sorted(firsts)[count // 2] * 1000, "last_ms": sorted(lasts)[count // 2] * 1000}
 
@@ -363,7 +371,10 @@ def main() -> None:
         for proxy in proxies:
             proxy.stop()
         stop_pid(upstream)
-        shutil.rmtree(folder, ignore_errors=True)
+        if os.environ.get("LLM_CACHE_BENCH_KEEP"):  # the proxies' logs and the cache, to look into
+            print(f"kept {folder}", file=sys.stderr)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def measure(proxy: Proxy, url: str, path: str, body: str, args: argparse.Namespace, folder: Path, *,

@@ -15,7 +15,7 @@ from mitmproxy import flow as flow_module
 from mitmproxy.test import taddons, tflow, tutils
 
 import addon as llm_addon
-from llm_cache import anthropic_messages, openai_chat, openai_responses
+from llm_cache import anthropic_messages, formats, openai_chat, openai_responses
 from llm_cache.records import unpack_request
 from tests.support.procs import wait_for
 
@@ -315,7 +315,7 @@ def test_a_failing_lookup_passes_the_flow_through_with_one_log_line(cache, caplo
     def broken(key):
         raise RuntimeError("database disk image is malformed")
 
-    monkeypatch.setattr(cache.store, "find", broken)
+    monkeypatch.setattr(cache.store, "find_json", broken)  # a JSON request reads its answer so
     with caplog.at_level(logging.WARNING):
         flows = [send(cache, llm_flow()) for _ in range(3)]
     assert all(f.response is None and "llm_cache" not in f.metadata for f in flows)
@@ -551,3 +551,21 @@ async def test_a_recorded_near_miss_is_logged_and_added_to_its_flows_comment(cac
     assert "messages[0].content" in explained and "(?<=run )[0-9]+" in explained
     with pytest.raises(exceptions.CommandError, match="no entry has a key starting with 'ffff'"):
         cache.explain("ffff")
+
+
+def test_a_json_request_is_answered_from_a_streams_answer_assembled_when_it_was_written(cache, monkeypatch):
+    stream_body = openai_chat.synthesise(COMPLETION, include_usage=True)
+    request = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+    upstream(cache, send(cache, llm_flow(request)), content_type="text/event-stream",
+             chunks=[stream_body[i:i + 64] for i in range(0, len(stream_body), 64)])
+    cache.store.flush()
+
+    def never(*args):
+        raise AssertionError("assembled on the event loop")
+
+    monkeypatch.setattr(formats, "stream_to_json", never)
+    as_json = send(cache, llm_flow(CHAT))
+    assert as_json.response.headers["X-LLM-Cache"] == "HIT"
+    assert orjson.loads(as_json.response.content) == COMPLETION
+    assert as_json.response.headers["content-type"] == "application/json"
+    assert send(cache, llm_flow(request)).response.content == stream_body  # a stream request gets the stream
