@@ -108,6 +108,9 @@ OPTIONS: tuple[tuple[str, type, Any, str], ...] = (
     ("compat_headers", bool, _DEFAULT.compat_headers,
      "Also send the headers of the caches users switch from: X-Computer-Use-Cache, "
      "X-Code-Model-Cache and a Cachecore-style X-Cache with X-Cache-Age."),
+    ("single_flight_wait", int, _DEFAULT.single_flight_wait,
+     "Seconds identical fresh requests wait for the first of them, in flight, to be answered, instead of "
+     "each going upstream; 0 sends every one upstream."),
     ("lookup_timeout_ms", int, _DEFAULT.lookup_timeout_ms,
      "Milliseconds a lookup in a database across the network (PostgreSQL) may take; a request whose "
      "lookup takes longer goes upstream uncached, with a log line. SQLite lookups are local."),
@@ -137,6 +140,7 @@ class LLMCache:
         self._near_misses_unsaid = 0
         self._reader: ThreadPoolExecutor | None = None  # lookups in a database across the network
         self._just_stored: OrderedDict[str, http.HTTPFlow] = OrderedDict()  # entry key -> its flow, the newest
+        self._in_flight: dict[str, asyncio.Future[Record | None]] = {}  # entry key -> its leader's answer
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -337,13 +341,54 @@ class LLMCache:
         if found.stale is not None and settings.stale_if_error:
             self._stale[flow.id] = found.stale
             return self._serve_stale_if_unreachable(flow)
-        return None
+        return self._lead_or_follow(flow, plan)
 
-    def _answer(self, flow: http.HTTPFlow, status: Status, answer: answers.Answer, record: Record, now: float) -> None:
+    # -- single flight: identical misses in flight share one upstream call -----------------------
+
+    def _lead_or_follow(self, flow: http.HTTPFlow, plan: Plan) -> Coroutine[Any, Any, None] | None:
+        """The first of identical fresh requests goes upstream (it leads); those that come while it
+        is in flight wait for its answer, up to llm_cache_single_flight_wait, and are answered from
+        it. If it fails or is not recorded, each goes upstream itself."""
+        state = flow.metadata[META]
+        if (not plan.look_up or plan.skip_store is not None or self.settings.samples > 1
+                or not self.settings.single_flight_wait):  # only where an answer may come from the cache
+            return None
+        leader = self._in_flight.get(state["entry"])
+        if leader is None:
+            try:
+                self._in_flight[state["entry"]] = asyncio.get_running_loop().create_future()
+            except RuntimeError:  # hooks called outside an event loop (tests): no one to share with
+                return None
+            state["leads"] = True
+            return None
+        return self._follow(flow, leader)
+
+    async def _follow(self, flow: http.HTTPFlow, leader: asyncio.Future[Record | None]) -> None:
+        state = flow.metadata[META]
+        try:
+            record = await asyncio.wait_for(asyncio.shield(leader), self.settings.single_flight_wait)
+        except TimeoutError:
+            record = None
+        if record is None:  # the first one failed, or was not recorded: this one goes upstream too
+            return
+        answer = answers.replay(record, state["route"].family, want=state["wire"], include_usage=state["include_usage"])
+        if answer is not None:
+            self._answer(flow, Status.HIT, answer, record, time.time(), shared=True)
+
+    def _release(self, state: dict, record: Record | None) -> None:
+        """The leader's answer is known (or it failed): the requests that waited for it go on."""
+        if state.pop("leads", False):
+            leader = self._in_flight.pop(state["entry"], None)
+            if leader is not None and not leader.done():
+                leader.set_result(record)
+
+    def _answer(self, flow: http.HTTPFlow, status: Status, answer: answers.Answer, record: Record, now: float,
+                *, shared: bool = False) -> None:
         age = max(0, int(now - record.created_at))
         self._respond(flow, answer, status, key=record.key, age=age)
         flow.metadata[META]["status"] = status
-        _mark(flow, MARK_HIT, f"llm-cache {status} {record.key[:12]} age {age}s")
+        how = "the answer of an identical request in flight" if shared else f"age {age}s"
+        _mark(flow, MARK_HIT, f"llm-cache {status} {record.key[:12]} {how}")
 
     def _respond(self, flow: http.HTTPFlow, answer: answers.Answer, status: Status, **details: Any) -> None:
         """Answer from the proxy, with the headers that say what the cache did."""
@@ -452,8 +497,10 @@ class LLMCache:
             return None
         stale = self._stale.pop(flow.id, None)
         if stale is not None and flow.response.status_code in STALE_STATUSES and self._serve_stale(flow, stale):
+            self._release(state, None)
             return None
         outcome = self._record(flow, state)
+        self._release(state, None)  # a leader that recorded its answer has shared it already
         if isinstance(flow.response.stream, StreamTee):  # a streamed answer's headers are gone: mitmweb says it
             self._recorded(flow, state, outcome if isinstance(outcome, str) else self._later(flow, state, outcome))
             return None
@@ -506,6 +553,8 @@ class LLMCache:
                 and isinstance(flow.response.stream, StreamTee)):
             outcome = self._record(flow, state, ended_early=True)
             self._recorded(flow, state, outcome if isinstance(outcome, str) else self._later(flow, state, outcome))
+        if state:
+            self._release(state, None)
 
     def _recorded(self, flow: http.HTTPFlow, state: dict, outcome: str) -> None:
         state["store"] = outcome
@@ -556,13 +605,15 @@ class LLMCache:
             now = time.time()
             controls = state["controls"]
             self._remember(state["entry"], flow)
-            stored = store.put(answers.make_record(
+            record = answers.make_record(
                 key=state["entry"], family=family, target=state["target"], model=state["model"],
                 request_body=request_body, status=response.status_code,
                 headers=headers, body=body, is_stream=is_stream, now=now,
                 expires_at=now + controls.ttl if controls.ttl else None, sample=state["sample"], tags=controls.tags,
                 profile=state["profile"], user_agent=state["user_agent"],
-            ))
+            )
+            stored = store.put(record)
+            self._release(state, record)
         except RuntimeError as e:  # the writer is far behind: this one is not recorded
             self._failures.passed_through("recording the response", e)
             return f"skipped: {e}"

@@ -77,6 +77,7 @@ class Settings:
     refuse_websocket: bool = True  # Codex CLI: answer its WebSocket upgrade with 426 so it falls back to SSE
     write_retry: int = 120  # seconds a write that failed for a reason that may pass is tried again
     lookup_timeout_ms: int = 200  # a lookup in a database across the network, at most
+    single_flight_wait: int = 300  # seconds identical fresh requests wait for the first one in flight
     key_rules: KeyRules = field(default_factory=lambda: KeyRules(profiles=profiles.load()))
 
     def refuses(self, host: str, model: str, family: str) -> str | None:
@@ -153,6 +154,7 @@ def settings_from(options: Mapping[str, Any]) -> Settings:
         refuse_websocket=options["refuse_websocket"],
         write_retry=parse_non_negative("llm_cache_write_retry", options["write_retry"]),
         lookup_timeout_ms=parse_non_negative("llm_cache_lookup_timeout_ms", options["lookup_timeout_ms"]),
+        single_flight_wait=parse_non_negative("llm_cache_single_flight_wait", options["single_flight_wait"]),
         key_rules=KeyRules(
             ignored=ignored,
             normalisers=parse_patterns("llm_cache_normalise", options["normalise"]),

@@ -41,6 +41,7 @@ _NEXT_ASSIGNMENT = re.compile(rb"[=:][^=]")  # not base64 padding
 _HAS_DIGIT = re.compile(rb"[0-9]")
 _HAS_STRONG = re.compile(rb"[!#$%&*+=?@^~|]")  # a symbol a password has and a name does not (not _ . - /)
 _RANDOM = re.compile(rb"[A-Za-z0-9_+/=-]{20,}")
+_UUID = re.compile(rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 def is_placeholder(value: bytes) -> bool:
@@ -85,8 +86,9 @@ def _looks_secret(value: bytes, *, quoted: bool, loose: bool, strict: bool, bare
         return False  # "signing key kid=2024-05-01": the word after the name is another field
     if _PATH.fullmatch(value) and not (_HAS_DIGIT.search(value) and value.lower() != value):
         return False  # /etc/ssl/private/api.key, ./secrets/db.txt; a 40-character AWS key may start with /
-    if strict:
-        return len(value) >= 20 and _RANDOM.fullmatch(value) is not None and _changes(value) >= len(value) * 0.4
+    if strict:  # a UUID there is an identifier: OpenAI's prompt_cache_key, an idempotency key
+        return (len(value) >= 20 and _RANDOM.fullmatch(value) is not None and _changes(value) >= len(value) * 0.4
+                and _UUID.fullmatch(value) is None)
     if not any(65 <= c <= 90 or 97 <= c <= 122 for c in value):
         return False  # 4096, 2024-05-01: a number is not a password worth refusing for
     if _HAS_DIGIT.search(value):

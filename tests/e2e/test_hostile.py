@@ -166,3 +166,38 @@ def test_the_caches_own_log_lines_show_no_credential(tmp_path, certs, fake):
     for line in ours:
         for secret in [*secrets.values(), query_key]:
             assert secret[4:16] not in line and secret[-8:] not in line, line
+
+
+def test_a_50_mb_stream_is_recorded_in_seconds_and_a_json_request_from_it_stalls_nothing(proxy):
+    messages = [{"role": "user", "content": "a very long answer"}]
+    started = time.monotonic()
+    with client(proxy) as c:
+        with c.stream("POST", "https://api.openai.com/v1/chat/completions",
+                      json={"model": "fake-huge", "messages": messages, "stream": True}) as streamed:
+            size = sum(len(chunk) for chunk in streamed.iter_bytes())
+    assert size > 50 * MIB
+    assert wait_for(lambda: entry_written(proxy), timeout=60), "the 50 MB stream was not written within a minute"
+    recorded_after = time.monotonic() - started
+
+    def as_json():
+        with client(proxy) as c:
+            return c.post("https://api.openai.com/v1/chat/completions", json={"model": "fake-huge",
+                                                                              "messages": messages})
+
+    answer, latencies = answered_meanwhile(proxy, as_json)
+    assert answer.headers["x-llm-cache"] == "HIT"
+    assert len(answer.json()["choices"][0]["message"]["content"]) == 25_000 * 2000
+    # Reading the 100 MB row and sending 50 MB take the loop some hundreds of ms; assembling did 4.8 s
+    # for 20 MB before the answer was assembled when it was written.
+    assert max(latencies) < 2.0, f"other requests waited up to {max(latencies):.1f} s"
+    print(f"50 MB stream recorded {recorded_after:.1f} s after it started; other requests during the JSON hit: "
+          f"at most {max(latencies) * 1000:.0f} ms")
+
+
+def entry_written(proxy: Mitmdump) -> bool:
+    """Whether the huge stream's entry is in the database (a streamed miss's outcome is in its
+    comment, not in a header)."""
+    import sqlite3
+
+    with sqlite3.connect(proxy.db_path) as db:
+        return db.execute("select count(*) from cache_entry where model = 'fake-huge'").fetchone()[0] == 1

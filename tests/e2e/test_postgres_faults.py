@@ -3,6 +3,7 @@ anyone's traffic (lookups are bounded, other traffic untouched), and a server th
 came back is used again without a restart. The cluster is the test's own (tests/support/postgres)."""
 
 import os
+import socket
 import ssl
 import time
 
@@ -85,5 +86,21 @@ def test_a_server_that_comes_back_is_used_again_without_a_restart(tmp_path, cert
         assert wait_for(works, timeout=60), proxy.text()[-3000:]
         assert ask(proxy, "before")[0].headers["x-llm-cache"] == "HIT"
         print(f"recording again {time.monotonic() - started:.1f} s after the server came back")
+    finally:
+        proxy.stop()
+
+
+def test_a_server_unreachable_at_start_is_waited_for_off_the_event_loop(tmp_path, certs, fake):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    proxy = Mitmdump(tmp_path / "proxy", certs=certs, fake=fake,
+                     db_url=f"postgresql://nobody@127.0.0.1:{dead}/cache")
+    try:
+        for n in range(5):  # while the store is being opened and after it failed: never a wait
+            response, took = ask(proxy, f"unreachable {n}")
+            assert response.status_code == 200 and took < 1.0 and "x-llm-cache" not in response.headers
+            assert fetch(proxy) < 1.0
+        assert wait_for(lambda: "opening the cache database postgresql://nobody@" in proxy.text())
     finally:
         proxy.stop()

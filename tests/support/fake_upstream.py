@@ -13,7 +13,8 @@ The model name picks a behaviour:
     fake-gzip           gzip-compressed answers (streams compressed chunk by chunk)
     fake-bomb           a JSON answer whose gzip body inflates to 1 GiB
     fake-tools          the answer is a tool call
-    fake-slow           a stream whose events are 300 ms apart
+    fake-slow           a stream whose events are 300 ms apart; a JSON answer after a second
+    fake-huge           (chat) a ~50 MB stream: 25,000 deltas of 2,000 characters
     fake-reasoning      (Responses) a reasoning summary before the text
     fake-openrouter     (chat) SSE comment lines inside the stream, as OpenRouter sends
     fake-midstream-error (chat) OpenRouter's error chunk with finish_reason "error"
@@ -213,6 +214,8 @@ class Handler(BaseHTTPRequestHandler):
         args = json.dumps(arguments)
         call = {"id": f"call_{n}", "type": "function", "function": {"name": name, "arguments": args}}
         if not body.get("stream"):
+            if model == "fake-slow":  # a JSON answer that takes a second
+                time.sleep(1)
             message: dict[str, Any] = {"role": "assistant", "content": None if tools else text, "refusal": None}
             if tools:
                 message["tool_calls"] = [call]
@@ -233,6 +236,9 @@ class Handler(BaseHTTPRequestHandler):
                                                  "function": {"name": name, "arguments": ""}}]}))
             events += [chunk({"tool_calls": [{"index": 0, "function": {"arguments": args[i:i + 8]}}]})
                        for i in range(0, len(args), 8)]
+        elif model == "fake-huge":  # ~50 MB of text in 2 KB deltas
+            piece = ("lorem ipsum dolor sit amet " * 80)[:2000]
+            events += [chunk({"content": piece}) for _ in range(25_000)]
         else:
             events += [chunk({"content": word}) for word in pieces(text)]
         if model == "fake-error-event":

@@ -139,3 +139,18 @@ def test_the_scanner_remembers_clean_long_strings_but_never_a_new_secret():
     assert scanner.scan(orjson.dumps({"tools": [{"arguments": {"api_key": "AbCdEf123456"}}]})) is not None
     assert scanner.scan(orjson.dumps({"input": [{"password": "short"}]})) is None
     assert scanner.scan(orjson.dumps({"env": {"DB_PASS": "aUsyJIAletgPGQ"}})) is not None  # a JSON member
+
+
+def test_identifiers_in_fields_named_like_keys_are_not_secrets():
+    # The Codex CLI sends a UUIDv7 as OpenAI's prompt_cache_key: about one run in three was refused
+    # before this rule, so its entries were not recorded.
+    import os
+    import uuid
+
+    scanner = SecretScanner()
+    for _ in range(5000):
+        h = os.urandom(16).hex()
+        for value in (str(uuid.uuid4()), f"{h[:8]}-{h[8:12]}-7{h[13:16]}-a{h[17:20]}-{h[20:32]}"):
+            for name in ("prompt_cache_key", "idempotency_key", "cache_key"):
+                assert scanner.scan_value({"model": "m", name: value}) is None, (name, value)
+    assert scanner.scan_value({"api_key": str(uuid.uuid4())}) is not None  # a credential's name: still refused
