@@ -18,11 +18,10 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-import cache_models
 from llm_cache.endpoints import route_for
 from tests.support import fake_agent
 from tests.support.agents import AGENTS, Agent, libfaketime, run
-from tests.support.procs import ROOT, SUPPORT, Mitmdump, wait_for
+from tests.support.procs import ROOT, SUPPORT, Mitmdump, explain, wait_for
 
 TOOL_PROMPT = f"{fake_agent.TOOL_SESSION}: run the marker command"
 FINAL = f"{fake_agent.FINAL_PREFIX} {fake_agent.TOOL_OUTPUT}"
@@ -176,11 +175,7 @@ def test_a_near_miss_names_claude_codes_volatile_field_and_its_rule_makes_the_ne
         assert near is not None
     finally:
         proxy.stop()
-    store = cache_models.CacheStore(f"sqlite:///{proxy.db_path}")
-    try:
-        explained = store.explain(near.group(1))
-    finally:
-        store.close()
+    explained = explain(proxy.db_path, near.group(1))
     assert explained is not None and "cc_prompt_id=" in explained[1]
     suggested = YAML(typ="safe").load(YAML(typ="safe").load(explained[1])["llm_cache_profiles"])["claude-code"]
     mine = {"claude-code": {"match": {"user_agent": ["claude-cli/*"], "family": ["anthropic.messages"]},

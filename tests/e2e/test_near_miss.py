@@ -6,9 +6,8 @@ import re
 
 from ruamel.yaml import YAML
 
-import cache_models
 from tests.e2e.control_helpers import chat, point_agent_at, text
-from tests.support.procs import Mitmdump, wait_for
+from tests.support.procs import Mitmdump, explain, wait_for
 
 NEAR_MISS = re.compile(r"near miss: (\w{12}) differs from (\w{12}) at messages\[0\]\.content: "
                        r'"[^"]*build 11111 done" -> "[^"]*build 22222 done"')
@@ -31,11 +30,7 @@ def test_a_near_miss_is_named_and_its_rule_makes_the_next_run_hit(tmp_path, cert
         proxy.stop()
 
     # What `llmcache.explain KEY` answers, read from the same database.
-    store = cache_models.CacheStore(f"sqlite:///{proxy.db_path}")
-    try:
-        explained = store.explain(found.group(1))
-    finally:
-        store.close()
+    explained = explain(proxy.db_path, found.group(1))
     assert explained is not None
     _, suggestion = explained
     config = YAML(typ="safe").load(suggestion)

@@ -22,6 +22,7 @@ import pytest
 
 from llm_cache.endpoints import route_for
 from tests.support import fake_agent
+from tests.support.agents import Run
 from tests.support.procs import ROOT, SUPPORT, Mitmdump, clean_env
 
 HERE = Path(__file__).resolve().parent
@@ -89,21 +90,6 @@ CASES = [
     pytest.param("vercel-ai", ["--stream"], RESPONSES, id="vercel-ai-responses-stream"),
     pytest.param("vercel-ai", ["--chat", "--stream"], CHAT, id="vercel-ai-chat-stream"),
 ]
-
-
-class Run(NamedTuple):
-    returncode: int
-    stdout: str
-    stderr: str
-    seconds: float
-
-    @property
-    def answer(self) -> str:
-        return self.stdout.strip()
-
-    def __str__(self) -> str:
-        tail = self.stderr[-3000:]
-        return f"rc {self.returncode} after {self.seconds:.1f} s\nstdout:\n{self.stdout}\nstderr:\n{tail}"
 
 
 def framework(name: str) -> Framework:

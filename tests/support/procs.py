@@ -192,3 +192,14 @@ def wait_for(predicate, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return predicate()
+
+
+def explain(db_path: Path, key: str):
+    """What `llmcache.explain KEY` answers, read from a stopped proxy's database."""
+    import cache_models
+
+    store = cache_models.CacheStore(f"sqlite:///{db_path}")
+    try:
+        return store.explain(key)
+    finally:
+        store.close()
