@@ -35,12 +35,13 @@ from llm_cache.decode import TooLarge, decode
 from llm_cache.endpoints import PASSED_THROUGH, Wire, is_websocket_upgrade, route_for
 from llm_cache.explain import NearMiss
 from llm_cache.failures import FailureLog
+from llm_cache.flights import Flight, Flights, Relayed
 from llm_cache.lookup import Found, find_entry
 from llm_cache.normalise import canonical_form
 from llm_cache.plan import Plan, is_expired, plan_for
 from llm_cache.records import Record, unpack_request
 from llm_cache.secrets import SecretScanner
-from llm_cache.status import Status, status_headers, store_headers
+from llm_cache.status import Status, is_status_header, status_headers, store_headers
 from llm_cache.tee import StreamTee
 
 logger = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ class LLMCache:
         self._near_misses_unsaid = 0
         self._reader: ThreadPoolExecutor | None = None  # lookups in a database across the network
         self._just_stored: OrderedDict[str, http.HTTPFlow] = OrderedDict()  # entry key -> its flow, the newest
-        self._in_flight: dict[str, asyncio.Future[Record | None]] = {}  # entry key -> its leader's answer
+        self._flights = Flights()  # identical fresh requests in flight
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -180,6 +181,7 @@ class LLMCache:
 
     def running(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._loop.create_task(self._flights.relay.start())
         # Everything loaded by now lives as long as the process. Frozen, the collector stops
         # rescanning it: a full collection in mitmdump took ~35 ms of loop time under load, ~2 ms after.
         gc.freeze()
@@ -194,6 +196,7 @@ class LLMCache:
 
     def done(self) -> None:
         self._close()
+        self._flights.relay.close()
         if self._reader is not None:
             self._reader.shutdown(wait=False, cancel_futures=True)
 
@@ -353,34 +356,33 @@ class LLMCache:
         if (not plan.look_up or plan.skip_store is not None or self.settings.samples > 1
                 or not self.settings.single_flight_wait):  # only where an answer may come from the cache
             return None
-        leader = self._in_flight.get(state["entry"])
-        if leader is None:
-            try:
-                self._in_flight[state["entry"]] = asyncio.get_running_loop().create_future()
-            except RuntimeError:  # hooks called outside an event loop (tests): no one to share with
-                return None
+        try:
+            flight = self._flights.lead(state["entry"], state["wire"])
+        except RuntimeError:  # hooks called outside an event loop (tests): no one to share with
+            return None
+        if flight is None:
             state["leads"] = True
             return None
-        return self._follow(flow, leader)
+        return self._follow(flow, flight)
 
-    async def _follow(self, flow: http.HTTPFlow, leader: asyncio.Future[Record | None]) -> None:
+    async def _follow(self, flow: http.HTTPFlow, flight: Flight) -> None:
         state = flow.metadata[META]
-        try:
-            record = await asyncio.wait_for(asyncio.shield(leader), self.settings.single_flight_wait)
-        except TimeoutError:
-            record = None
-        if record is None:  # the first one failed, or was not recorded: this one goes upstream too
+        got = await self._flights.follow(state["entry"], flight, state["wire"], self.settings.single_flight_wait)
+        if got is None:  # the first one failed, or was not recorded: this one goes upstream too
             return
-        answer = answers.replay(record, state["route"].family, want=state["wire"], include_usage=state["include_usage"])
+        if isinstance(got, Relayed):  # the first one's stream, live, from the relay
+            request = flow.request
+            state.update(status=Status.HIT, relayed_from=(request.scheme, request.host, request.port, request.path))
+            request.scheme, request.host, request.port, request.path = "http", "127.0.0.1", got.port, f"/{got.name}"
+            return
+        answer = answers.replay(got, state["route"].family, want=state["wire"], include_usage=state["include_usage"])
         if answer is not None:
-            self._answer(flow, Status.HIT, answer, record, time.time(), shared=True)
+            self._answer(flow, Status.HIT, answer, got, time.time(), shared=True)
 
     def _release(self, state: dict, record: Record | None) -> None:
         """The leader's answer is known (or it failed): the requests that waited for it go on."""
         if state.pop("leads", False):
-            leader = self._in_flight.pop(state["entry"], None)
-            if leader is not None and not leader.done():
-                leader.set_result(record)
+            self._flights.release(state["entry"], record)
 
     def _answer(self, flow: http.HTTPFlow, status: Status, answer: answers.Answer, record: Record, now: float,
                 *, shared: bool = False) -> None:
@@ -475,6 +477,9 @@ class LLMCache:
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         state = flow.metadata.get(META)
         response = flow.response
+        if state and response is not None and "relayed_from" in state:
+            self._relayed(flow, state)
+            return
         if not state or response is None or state.get("status") not in (Status.MISS, Status.BYPASS):
             return
         status = state["status"]
@@ -487,9 +492,24 @@ class LLMCache:
             return
         if status is Status.MISS and success and not state.get("skip_store"):
             encoding = _header(response.headers, b"content-encoding")
-            response.stream = StreamTee(encoding, self.settings.max_response_bytes)
+            listener = None
+            if state.get("leads"):  # identical requests waiting for this one get its stream live
+                fields = [(n, v) for n, v in response.headers.fields if not is_status_header(n.decode("latin-1"))]
+                listener = self._flights.streaming(state["entry"], response.status_code, fields)
+            response.stream = StreamTee(encoding, self.settings.max_response_bytes, listener)
         else:
             response.stream = True  # not recorded: still forwarded piece by piece, as mitmproxy would not
+
+    def _relayed(self, flow: http.HTTPFlow, state: dict) -> None:
+        """A follower's answer from the relay: the request shows where it was going again, and
+        the answer says what the cache did."""
+        assert flow.response is not None
+        request = flow.request
+        request.scheme, request.host, request.port, request.path = state["relayed_from"]
+        _add_headers(flow.response.headers, status_headers(Status.HIT, key=state["entry"], age=0,
+                                                          compat=self.settings.compat_headers))
+        flow.response.stream = True
+        _mark(flow, MARK_HIT, f"llm-cache HIT {state['entry'][:12]} the live stream of an identical request in flight")
 
     def response(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
         state = flow.metadata.get(META)

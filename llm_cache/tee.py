@@ -2,14 +2,19 @@
 it arrives) and keeps a decoded copy for the cache (compressed streams are stored decoded, within
 the recording limit: llm_cache.decode)."""
 
+from collections.abc import Callable
+
 from llm_cache.decode import Decoder, TooLarge
 
 MAX_RECORDED_STREAM = 64 * 1024 * 1024  # past this the stream still flows, but is not recorded
 
 
 class StreamTee:
-    def __init__(self, content_encoding: str, limit: int = MAX_RECORDED_STREAM) -> None:
+    def __init__(self, content_encoding: str, limit: int = MAX_RECORDED_STREAM,
+                 listener: Callable[[bytes], None] | None = None) -> None:
+        """`listener` gets each chunk as it came (encoded), and b"" at the end: a live relay."""
         self._limit = limit
+        self._listener = listener
         self.body = bytearray()
         self.finished = False
         self.problem: str | None = None
@@ -20,6 +25,8 @@ class StreamTee:
             self.problem = str(e)
 
     def __call__(self, data: bytes) -> bytes:
+        if self._listener is not None:
+            self._listener(data)
         if not data:  # mitmproxy's end-of-message call
             self.finished = True
         elif self._decoder is not None:

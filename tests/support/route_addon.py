@@ -11,6 +11,8 @@ class RouteToFake:
         loader.add_option("fake_upstream_http", str, "", "HOST:PORT that every plain upstream connection goes to")
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        if not data.server.tls and data.server.address and data.server.address[0] == "127.0.0.1":
+            return  # plain HTTP to this machine: the fake itself, or llm-cache's relay of a stream in flight
         target = ctx.options.fake_upstream_https if data.server.tls else ctx.options.fake_upstream_http
         if target:
             host, port = target.rsplit(":", 1)
