@@ -41,7 +41,7 @@ from llm_cache import explain
 from llm_cache.endpoints import Family
 from llm_cache.keys import parse_json
 from llm_cache.normalise import DEFAULT_RULES, KeyRules, canonical_form
-from llm_cache.records import Record, storage_fields, unpack_request
+from llm_cache.records import NotStorable, Record, derived_columns, unpack_request
 from llm_cache.writer import RETRY_FOR, Later, ProcessWriter, Retry
 
 logger = logging.getLogger(__name__)
@@ -210,7 +210,7 @@ def _row_of(record: Record) -> dict[str, Any]:
         "sample": record.sample,
         "tags": "," + ",".join(record.tags) + "," if record.tags else None,
         "body": record.body,
-        **storage_fields(record),
+        **derived_columns(record),
     }
 
 
@@ -247,7 +247,7 @@ class CacheStore:
         self._find_json_sql = (
             CacheEntry.select(*answer, CacheEntry.assembled).where(CacheEntry.key == "?").sql()[0])
         self._scope_secret: bytes | None = None
-        self._pending: dict[str, tuple[int, Record]] = {}
+        self._pending: dict[str, tuple[int, Record | None]] = {}  # None: not to be served until the writer checked it
         self._waiters: dict[int, Future[str]] = {}
         self._hits: dict[str, tuple[int, float]] = {}
         self._hits_sent = 0.0
@@ -269,7 +269,7 @@ class CacheStore:
     def _find(self, key: str, sql: str) -> Record | None:
         with self._lock:
             pending = self._pending.get(key)
-        if pending is not None:
+        if pending is not None and pending[1] is not None:
             return pending[1]
         if self._inode is not None and time.monotonic() - self._inode_checked > FILE_CHECK_INTERVAL:
             self._check_file()
@@ -354,11 +354,13 @@ class CacheStore:
     def put(self, record: Record) -> Future[str]:
         """Hand an entry to the writer: a future of what becomes of it, "stored" once it is committed
         or "skipped: <why>" when it cannot be (set on a helper thread). Raises RuntimeError when the
-        writer is too far behind to take it."""
+        writer is too far behind to take it. A JSON entry (checked on the way in) is served at once;
+        a stream is checked by the writer (llm_cache.records.derived_columns), so it is served once
+        it is committed."""
         future: Future[str] = Future()
         with self._lock:  # held across submit, so the acknowledgement cannot overtake us
             number = self._writer.submit(record)
-            self._pending[record.key] = (number, record)
+            self._pending[record.key] = (number, None if record.is_stream else record)
             self._waiters[number] = future
         return future
 
@@ -452,25 +454,29 @@ class CacheStore:
         self.retrying = cause
 
     def _settled(self, numbers: list[int], error: str | None, notes: list[Any]) -> None:
-        skipped = {note.key: note.reason for note in notes if isinstance(note, Skipped)}
+        skipped = {note.key: note.reason for note in notes if isinstance(note, Skipped | NotComplete)}
         for note in notes:
             if isinstance(note, explain.NearMiss):
                 if self._on_near_miss is not None:
                     self._on_near_miss(note)
+            elif isinstance(note, NotComplete):  # an answer that was never a success: nothing is lost
+                pass
             elif isinstance(note, Skipped):
                 logger.warning("llm-cache: not storing entry %s: %s", note.key[:12], note.reason)
             else:
                 logger.warning("llm-cache: %s", note)
         done = set(numbers)
+        incomplete = sum(isinstance(note, NotComplete) for note in notes)
         with self._lock:
             entries = {number: key for key, (number, _) in self._pending.items() if number in done}
             for key in entries.values():
                 del self._pending[key]
             waiters = [(self._waiters.pop(n), entries.get(n)) for n in numbers if n in self._waiters]
-            failed = len(entries) if error is not None else len(skipped)
-            self.writes["stored"] += len(entries) - failed
-            self.writes["lost"] += failed
-            causes: list[str] = [error] * len(entries) if error is not None else list(skipped.values())
+            not_stored = len(entries) if error is not None else len(skipped)
+            self.writes["stored"] += len(entries) - not_stored
+            self.writes["lost"] += not_stored if error is not None else not_stored - incomplete
+            causes: list[str] = [error] * len(entries) if error is not None else [
+                note.reason for note in notes if isinstance(note, Skipped)]
             for cause in causes:
                 self.lost[cause] = self.lost.get(cause, 0) + 1
         if error is not None:
@@ -540,6 +546,14 @@ class Skipped(NamedTuple):
     reason: str
 
 
+class NotComplete(NamedTuple):
+    """A writer note: this stream is not a complete success (it ended early, or carries an error
+    event): not stored, as a JSON answer that is not one is not."""
+
+    key: str
+    reason: str
+
+
 def transient_cause(error: Exception, *, remote: bool = False) -> str | None:
     """What a failure that may pass is, in words, or None when it will not pass by waiting.
     `remote`: the database is a server (an operational or interface error is then a lost connection;
@@ -596,6 +610,8 @@ def open_writer(url: str, rules: KeyRules = DEFAULT_RULES) -> Callable[[Sequence
         for record in records:
             try:
                 rows.append(_row_of(record))
+            except NotStorable as e:
+                notes.append(NotComplete(record.key, str(e)))
             except Exception as e:  # one odd entry must not cost the others their place
                 notes.append(Skipped(record.key, f"it cannot be stored ({e})"))
         hits: dict[str, tuple[int, float]] = {}

@@ -18,13 +18,17 @@ _DELTA_FIELDS = {
 
 def stream_problem(body: bytes) -> str | None:
     """Why a recorded stream must not be stored, or None when it reached `message_stop` cleanly."""
-    try:
-        types = [data.get("type") for _, data in sse.json_events(body) if isinstance(data, dict)]
-    except ValueError:
-        return "stream has an event that is not JSON"
-    if "error" in types:
-        return "stream carries an error event"
-    if not types or types[-1] != "message_stop":
+    last_type: list[Any] = [None]
+
+    def problem_of(data: Any) -> str | None:
+        if isinstance(data, dict):
+            last_type[0] = data.get("type")
+        return "stream carries an error event" if last_type[0] == "error" else None
+
+    problem, _ = sse.check((data for _, data in sse.json_events(body)), problem_of)
+    if problem is not None:
+        return problem
+    if last_type[0] != "message_stop":
         return "stream ended before message_stop"
     return None
 

@@ -34,20 +34,7 @@ def json_problem(payload: dict[str, Any]) -> str | None:
 def stream_problem(body: bytes) -> str | None:
     """A stored (SSE) stream is complete when every candidate it opened reached a finishReason."""
     finished: dict[int, bool] = {}
-    problem: str | Exception | None = None
-    try:
-        # One pass that keeps no chunk, yet answers as parsing them all first did: a non-JSON event
-        # anywhere outranks an error, or a malformed chunk's exception, before it.
-        for _, chunk in sse.json_events(body):
-            if problem is None:
-                try:
-                    problem = _chunk_problem(chunk, finished)
-                except (TypeError, AttributeError) as e:  # a candidate that is not an object, …
-                    problem = e
-    except ValueError:
-        return "stream has an event that is not JSON"
-    if isinstance(problem, Exception):
-        raise problem
+    problem, _ = sse.check((chunk for _, chunk in sse.json_events(body)), lambda chunk: _chunk_problem(chunk, finished))
     if problem is not None:
         return problem
     if not finished or not all(finished.values()):
@@ -100,7 +87,7 @@ def assemble(body: bytes) -> dict[str, Any]:
 _TEXT_PART = frozenset({"text", "thought", "thoughtSignature"})
 
 
-def _is_text(part: dict[str, Any]) -> bool:
+def _is_text_part(part: dict[str, Any]) -> bool:
     return "text" in part and set(part) <= _TEXT_PART
 
 
@@ -108,7 +95,7 @@ def _add_part(parts: list[dict[str, Any]], part: dict[str, Any], pieces: sse.Pie
     """Text arrives in pieces: join a text part onto the previous one of the same kind (thought or not)."""
     last = parts[-1] if parts else None
     same_kind = last is not None and bool(last.get("thought")) == bool(part.get("thought"))
-    if last is not None and same_kind and _is_text(part) and _is_text(last):
+    if last is not None and same_kind and _is_text_part(part) and _is_text_part(last):
         pieces.add(last, "text", part["text"], in_place=True)
         if "thoughtSignature" in part:
             last["thoughtSignature"] = part["thoughtSignature"]

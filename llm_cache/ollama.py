@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 
+from llm_cache import sse
+
 # Text that arrives in pieces: /api/chat's message fields and /api/generate's top-level ones.
 _CHAT_TEXT = ("content", "thinking")
 _GENERATE_TEXT = ("response", "thinking")
@@ -37,16 +39,14 @@ def json_problem(answer: dict[str, Any], field: str) -> str | None:
     return None
 
 
+def _line_problem(line: Any) -> str | None:
+    return None if isinstance(line, dict) and not line.get("error") else "stream carries an error"
+
+
 def stream_problem(body: bytes) -> str | None:
-    failed = False
-    last: Any = None
-    try:
-        for last in lines(body):  # one pass, keeping no line but the last
-            failed = failed or not isinstance(last, dict) or bool(last.get("error"))
-    except ValueError:
-        return "stream has a line that is not JSON"
-    if failed:
-        return "stream carries an error"
+    problem, last = sse.check(lines(body), _line_problem, not_json="stream has a line that is not JSON")
+    if problem is not None:
+        return problem
     if last is None or last.get("done") is not True:
         return 'stream ended before "done": true'
     return None

@@ -14,27 +14,11 @@ def stream_problem(body: bytes) -> str | None:
     complete: it ends in `[DONE]` or, for the OpenAI-compatible servers that never send `[DONE]`,
     every choice it opened reached a finish_reason before the body ended cleanly."""
     finished: dict[int, bool] = {}
-    problem: str | Exception | None = None
-    last: Any = None
-    try:
-        # One pass that keeps no chunk, yet answers as parsing them all first did: a non-JSON event
-        # anywhere outranks an error event, or a malformed chunk's exception, before it.
-        for _, data in sse.json_events(body, done_marker=DONE):
-            last = data
-            if problem is None and isinstance(data, dict):
-                try:
-                    problem = _chunk_problem(data, finished)
-                except (TypeError, AttributeError) as e:  # a choice that is not an object, …
-                    problem = e
-    except ValueError:
-        return "stream has an event that is not JSON"
-    if isinstance(problem, Exception):
-        raise problem
+    problem, last = sse.check((data for _, data in sse.json_events(body, done_marker=DONE)),
+                              lambda data: _chunk_problem(data, finished) if isinstance(data, dict) else None)
     if problem is not None:
         return problem
-    if last == DONE:
-        return None
-    if finished and all(finished.values()):
+    if last == DONE or (finished and all(finished.values())):
         return None
     return "stream ended before [DONE]"
 

@@ -14,13 +14,17 @@ _FAILED = ("error", "response.failed", "response.incomplete")
 
 
 def stream_problem(body: bytes) -> str | None:
-    try:
-        types = [data.get("type") for _, data in sse.json_events(body) if isinstance(data, dict)]
-    except ValueError:
-        return "stream has an event that is not JSON"
-    for bad in _FAILED:
-        if bad in types:
-            return f"stream carries {bad}"
+    """Why a recorded stream must not be stored, or None when it reached response.completed cleanly."""
+    types: set[Any] = set()
+
+    def problem_of(data: Any) -> str | None:
+        kind = data.get("type") if isinstance(data, dict) else None
+        types.add(kind)
+        return f"stream carries {kind}" if kind in _FAILED else None
+
+    problem, _ = sse.check((data for _, data in sse.json_events(body)), problem_of)
+    if problem is not None:
+        return problem
     if "response.completed" not in types:
         return "stream ended before response.completed"
     return None

@@ -52,20 +52,6 @@ def parse(text: str) -> Path:
     return tuple(steps)
 
 
-def render(path: Path) -> str:
-    out = ""
-    for step in path:
-        if step.kind == "key":
-            out += f".{step.value}" if out else str(step.value)
-        elif step.kind == "index":
-            out += f"[{step.value}]"
-        elif step.kind == "each":
-            out += "[*]"
-        else:
-            out += ("." if out else "") + ("**" if step.kind == "deep" else "*")
-    return out
-
-
 def places(document: Any, path: Path) -> Iterator[tuple[Any, Any]]:
     """(container, key or index) of every value the path names in the document."""
     yield from _places(document, path, 0)

@@ -21,17 +21,17 @@ _UNSTORED_HEADERS = frozenset({
 })
 
 
-def storable_headers(fields: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+def headers_to_keep(fields: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return [
         (name, value)
         for name, value in fields
         if name.lower() not in _UNSTORED_HEADERS
         and not is_status_header(name)
-        and _is_text(name + value)
+        and _is_utf8(name + value)
     ]
 
 
-def _is_text(value: str) -> bool:
+def _is_utf8(value: str) -> bool:
     """Headers that are not valid UTF-8 (mitmproxy keeps their bytes as surrogates) are not kept."""
     try:
         value.encode()
@@ -65,13 +65,20 @@ class Record(NamedTuple):
     assembled: bytes | None = None  # a stream entry's JSON answer, read back only for a JSON request
 
 
-def storage_fields(record: Record) -> dict[str, Any]:
+class NotStorable(ValueError):
+    """A stream that is not a complete success: it ended early, or carries an error event."""
+
+
+def derived_columns(record: Record) -> dict[str, Any]:
     """The derived columns of an entry: the request for inspection (zlib-compressed: agents resend
     the same long prompts, and a 20 KB row costs SQLite ~10x a 2 KB one), usage tokens, headers as
     JSON, and a stream's assembled JSON answer (so a JSON request answered from a stream costs what
-    a JSON hit costs). Runs in the writer process, off the event loop: the request is packed as
-    sent, without parsing it, and canonicalised when it is read back."""
+    a JSON hit costs). Raises NotStorable for a stream that is not a complete success. Runs in the
+    writer process, off the event loop: the request is packed as sent, without parsing it, and
+    canonicalised when it is read back."""
     family = Family(record.family)
+    if record.is_stream and (problem := formats.stream_problem(family, record.body)):
+        raise NotStorable(problem)  # checked here, off the event loop: an 800-event stream costs ~3 ms
     whole = formats.assembled(family, record.body) if record.is_stream else None
     usage = formats.usage_in(whole) if record.is_stream else formats.usage_of(family, record.body, is_stream=False)
     return {

@@ -8,7 +8,7 @@ with LF (or only CRLF) line ends: those blocks are read with a few byte searches
 parse, so both give the same events."""
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from operator import iadd
 from typing import Any, NamedTuple
 
@@ -43,6 +43,28 @@ def json_events(body: bytes, *, done_marker: str | None = None) -> Iterator[tupl
         except ValueError:  # or not UTF-8: read as text, invalid bytes replaced, as `iter_events` has it
             parsed = loads(data.decode("utf-8", "replace"))
         yield name, parsed
+
+
+def check(events: Iterable[Any], problem_of: Callable[[Any], str | None], *,
+          not_json: str = "stream has an event that is not JSON") -> tuple[str | None, Any]:
+    """The check every family's stream check shares: one pass over parsed events (or NDJSON lines)
+    that keeps none of them, giving the first problem `problem_of` finds and the last event. It
+    answers as parsing them all first did: a non-JSON event anywhere outranks a problem, or an
+    exception `problem_of` raised on a malformed event (TypeError, AttributeError), before it."""
+    problem: str | Exception | None = None
+    last: Any = None
+    try:
+        for last in events:
+            if problem is None:
+                try:
+                    problem = problem_of(last)
+                except (TypeError, AttributeError) as e:  # a choice that is not an object, …
+                    problem = e
+    except ValueError:
+        return not_json, last
+    if isinstance(problem, Exception):
+        raise problem
+    return problem, last
 
 
 def _events(body: bytes) -> Iterator[tuple[str | None, bytes]]:

@@ -15,6 +15,12 @@ class Status(StrEnum):
     STALE = "STALE"  # an expired entry served because the upstream failed (stale-if-error)
     MISS = "MISS"
     BYPASS = "BYPASS"
+    REPLAY_MISS = "REPLAY_MISS"  # not in the cache, and not sent upstream (replay, only-if-cached): answered 400/504
+
+    @property
+    def header(self) -> str:
+        """The X-LLM-Cache value: a replay miss is a MISS to the client."""
+        return "MISS" if self is Status.REPLAY_MISS else self.value
 
 
 _SEED_HEADERS = ("X-Computer-Use-Cache", "X-Code-Model-Cache")
@@ -27,7 +33,10 @@ def is_status_header(name: str) -> bool:
     fresh to every answer."""
     name = name.lower()
     return name in _STATUS_NAMES or name.startswith(_STATUS_PREFIXES)
-_X_CACHE = {Status.HIT: "HIT_L1", Status.STALE: "HIT_L1_STALE", Status.MISS: "MISS", Status.BYPASS: "BYPASS"}
+
+
+_X_CACHE = {Status.HIT: "HIT_L1", Status.STALE: "HIT_L1_STALE", Status.MISS: "MISS", Status.BYPASS: "BYPASS",
+            Status.REPLAY_MISS: "MISS"}
 
 
 def status_headers(
@@ -38,7 +47,7 @@ def status_headers(
     reason: str | None = None,
     compat: bool = False,
 ) -> list[tuple[str, str]]:
-    headers = [("X-LLM-Cache", status.value)]
+    headers = [("X-LLM-Cache", status.header)]
     if key:
         headers.append(("X-LLM-Cache-Key", key))
     if age is not None:
@@ -46,7 +55,7 @@ def status_headers(
     if reason:
         headers.append(("X-LLM-Cache-Reason", reason))
     if compat:
-        seed_status = Status.HIT.value if status is Status.STALE else status.value
+        seed_status = Status.HIT.value if status is Status.STALE else status.header
         for name in _SEED_HEADERS:
             headers.append((name, seed_status))
             if key:

@@ -19,16 +19,23 @@ class StreamTee:
         self.finished = False
         self.problem: str | None = None
         self._decoder: Decoder | None = None
-        try:
-            self._decoder = Decoder(content_encoding, limit)
-        except ValueError as e:
-            self.problem = str(e)
+        # Almost every stream is not encoded: kept as it comes, with no decoder in between.
+        self._plain = content_encoding.strip().lower() in ("", "identity")
+        if not self._plain:
+            try:
+                self._decoder = Decoder(content_encoding, limit)
+            except ValueError as e:
+                self.problem = str(e)
 
     def __call__(self, data: bytes) -> bytes:
         if self._listener is not None:
             self._listener(data)
         if not data:  # mitmproxy's end-of-message call
             self.finished = True
+        elif self._plain:  # called once per chunk, hundreds of times per agent answer: kept short
+            self.body += data
+            if len(self.body) > self._limit:
+                self._give_up(f"stream larger than {self._limit} bytes")
         elif self._decoder is not None:
             try:
                 self.body += self._decoder.feed(data)
@@ -42,3 +49,4 @@ class StreamTee:
         self.problem = problem
         self.body = bytearray()
         self._decoder = None
+        self._plain = False

@@ -8,6 +8,10 @@ reverse HTTPS listener (TLS keep-alive between client and proxy):
 wrk (one thread, keep-alive connections) is the load; a small asyncio server is the upstream, fast
 enough that the proxies, not it, are what is measured. Requests carry a --body-kb chat body.
 
+Agent-shaped rows beside them: streamed hits of 50, 200 and 800 events (each against a fixed
+answer of the same bytes), a JSON request answered from a recorded 800-event stream (against a JSON
+hit), and, with --postgres URL, JSON hits from a PostgreSQL cache (against SQLite's).
+
 --misses measures instead where a miss's cost goes: bare mitmproxy against llm-cache with
 llm_cache_mode off, readonly and record (miss_breakdown).
 
@@ -23,6 +27,7 @@ import os
 import random
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -34,9 +39,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import orjson  # noqa: E402
+from _bench_streams import chat as chat_stream  # noqa: E402
 
 import cache_models  # noqa: E402
-from llm_cache import keys, openai_chat  # noqa: E402
+from llm_cache import formats, keys, openai_chat  # noqa: E402
 from llm_cache.endpoints import Family, Route  # noqa: E402
 from tests.support.procs import BIN, clean_env, stop_pid  # noqa: E402
 
@@ -136,15 +142,22 @@ def key_for(scheme: str, port: int, body: bytes) -> str:
     return keys.cache_key(target, facts.digest)
 
 
-def prefill(db_path: Path, entries: int, hits: dict[str, tuple[bytes, bool]]) -> None:
-    """`entries` filler rows plus the entries the hit scenarios ask for."""
-    db = cache_models.open_database(f"sqlite:///{db_path}")
+STREAM_EVENTS = (50, 200, 800)  # agent answers: a short reply, a tool call, a long answer with thinking
+
+
+def prefill(url: str, entries: int, hits: dict[str, tuple[bytes, bool]]) -> None:
+    """`entries` filler rows plus the entries the hit scenarios ask for (a stream with its assembled
+    JSON, as the writer stores it)."""
+    db = cache_models.open_database(url)
+    cache_models.CacheEntry.delete().execute()
     now = time.time()
 
     def row(key: str, body: bytes, is_stream: bool) -> dict:
+        content_type = "text/event-stream" if is_stream else "application/json"
+        assembled = orjson.dumps(formats.assembled(Family.OPENAI_CHAT, body)) if is_stream else None
         return {"key": key, "family": "openai.chat", "host": "api.openai.com", "model": "gpt-4o-mini",
-                "status": 200, "headers": '[["content-type","application/json"]]', "body": body,
-                "is_stream": is_stream, "request": b"{}", "created_at": now, "hit_count": 0}
+                "status": 200, "headers": f'[["content-type","{content_type}"]]', "body": body,
+                "is_stream": is_stream, "request": b"{}", "created_at": now, "hit_count": 0, "assembled": assembled}
 
     rng = random.Random(7)
     with db.atomic():
@@ -256,14 +269,18 @@ def time_to_first_event(proxy_port: int | None, upstream_port: int, body_kb: int
     return {"first_ms": sorted(firsts)[count // 2] * 1000, "last_ms": sorted(lasts)[count // 2] * 1000}
 
 
-def check_hit(port: int, body: bytes) -> None:
-    """Refuse to measure "hits" that are not hits."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": f"http://127.0.0.1:{port}"}))
-    request = urllib.request.Request("http://api.openai.com/v1/chat/completions", data=body, method="POST",
-                                     headers={"content-type": "application/json"})
+def check_hit(port: int, body: bytes, *, https_port: int | None = None) -> None:
+    """Refuse to measure "hits" that are not hits (through the reverse HTTPS listener when given)."""
+    if https_port is None:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": f"http://127.0.0.1:{port}"}))
+        url = "http://api.openai.com/v1/chat/completions"
+    else:  # the proxy's own certificate, which this check has no reason to trust
+        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ssl._create_unverified_context()))
+        url = f"https://127.0.0.1:{https_port}/v1/chat/completions"
+    request = urllib.request.Request(url, data=body, method="POST", headers={"content-type": "application/json"})
     with opener.open(request, timeout=10) as response:
         if response.headers.get("X-LLM-Cache") != "HIT":
-            raise RuntimeError("the pre-filled entry did not hit: the benchmark would measure misses")
+            raise RuntimeError("a pre-filled entry did not hit: the benchmark would measure misses")
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -276,15 +293,19 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=100_000, help="entries in the cache during hits")
     parser.add_argument("--body-kb", type=int, default=20, help="size of the chat request body")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--postgres", metavar="URL", help="also measure JSON hits from this PostgreSQL database "
+                        "(emptied and filled like the SQLite one), e.g. postgresql://postgres@127.0.0.1:5432/bench")
     parser.add_argument("--hooks", type=int, metavar="N", help="instead: N fresh misses through the addon's hooks "
                         "in-process (scripts/_bench_hooks.py), steadier than the proxies for an A/B")
+    parser.add_argument("--stream-events", type=int, default=0, metavar="E", help="with --hooks: streamed misses "
+                        "answered by an E-event stream")
     parser.add_argument("--misses", action="store_true", help="instead: where a miss's cost goes: fresh misses "
                         "through bare mitmproxy and through llm-cache with llm_cache_mode off, readonly and record")
     args = parser.parse_args()
     if args.hooks:
         from _bench_hooks import measure as measure_hooks
 
-        measure_hooks(args.hooks, args.body_kb)
+        measure_hooks(args.hooks, args.body_kb, args.stream_events)
         return
     if shutil.which("wrk") is None:
         sys.exit("scripts/bench needs wrk (Debian: apt-get install wrk)")
@@ -295,18 +316,25 @@ def main() -> None:
     proxies: list[Proxy] = []
     try:
         wait_port(upstream_port)
-        hit_body, stream_body = chat_body(args.body_kb, "bench hit"), chat_body(args.body_kb, "bench stream", True)
-        miss_body = chat_body(args.body_kb, "bench miss UNIQUE")
-        for name, data in (("hit.json", hit_body), ("stream.json", stream_body), ("miss.json", miss_body)):
+        hit_body, miss_body = chat_body(args.body_kb, "bench hit"), chat_body(args.body_kb, "bench miss UNIQUE")
+        for name, data in (("hit.json", hit_body), ("miss.json", miss_body)):
             (folder / name).write_bytes(data)
         (folder / "fixed.json").write_bytes(COMPLETION_BYTES)
-        stream_record = openai_chat.synthesise(COMPLETION, include_usage=False)
+        hits = {key_for("https", 443, hit_body): (COMPLETION_BYTES, False),
+                key_for("http", 80, hit_body): (COMPLETION_BYTES, False)}
+        for events in STREAM_EVENTS:  # each streamed hit's request names its fixed ceiling (bench_addons.py)
+            case = f"stream-{events}.sse"
+            stream_body = chat_body(args.body_kb, f"bench-case:{case}", True)
+            (folder / f"stream-{events}.json").write_bytes(stream_body)
+            (folder / case).write_bytes(chat_stream(events))
+            hits[key_for("https", 443, stream_body)] = (chat_stream(events), True)
+        # The same request without "stream": its key is the stream's, its answer the assembled JSON.
+        (folder / "from-stream.json").write_bytes(chat_body(args.body_kb, f"bench-case:stream-{STREAM_EVENTS[-1]}.sse"))
         print(f"pre-filling {args.entries} entries ...", file=sys.stderr)
-        prefill(folder / "cache.sqlite3", args.entries, {
-            key_for("https", 443, hit_body): (COMPLETION_BYTES, False),
-            key_for("http", 80, hit_body): (COMPLETION_BYTES, False),
-            key_for("https", 443, stream_body): (stream_record, True),
-        })
+        prefill(f"sqlite:///{folder / 'cache.sqlite3'}", args.entries, hits)
+        if args.postgres:
+            print(f"pre-filling {args.entries} entries in PostgreSQL ...", file=sys.stderr)
+            prefill(args.postgres, args.entries, hits)
 
         refs = str(ROOT / "scripts" / "bench_addons.py")
         if args.misses:
@@ -323,6 +351,14 @@ def main() -> None:
                                             "--set", f"llm_cache_db=sqlite:///{folder / 'cache.sqlite3'}"])
         proxies += [bare, fixed, cache]
         check_hit(cache.http_port, hit_body)
+        for name in [f"stream-{events}.json" for events in STREAM_EVENTS] + ["from-stream.json"]:
+            check_hit(cache.http_port, (folder / name).read_bytes(), https_port=cache.https_port)
+        postgres = None
+        if args.postgres:
+            postgres = Proxy("postgres", folder, ["-s", str(ROOT / "addon.py"), "-s", refs, *lag("postgres"),
+                                                  "--set", f"llm_cache_db={args.postgres}"])
+            proxies.append(postgres)
+            check_hit(postgres.http_port, hit_body)
 
         def run(proxy: Proxy, tls: bool, body: str, unique: bool = False) -> dict:
             if tls:
@@ -336,7 +372,11 @@ def main() -> None:
         scenarios = {
             "ceiling, HTTPS (fixed response)": (fixed, True, "hit.json", False),
             "hit JSON, HTTPS": (cache, True, "hit.json", False),
-            "hit stream, HTTPS": (cache, True, "stream.json", False),
+            **{name: scenario for events in STREAM_EVENTS for name, scenario in (
+                (f"ceiling, {events}-event stream, HTTPS", (fixed, True, f"stream-{events}.json", False)),
+                (f"hit {events}-event stream, HTTPS", (cache, True, f"stream-{events}.json", False)))},
+            f"hit JSON from {STREAM_EVENTS[-1]}-event stream, HTTPS": (cache, True, "from-stream.json", False),
+            **({"hit JSON, HTTPS, PostgreSQL": (postgres, True, "hit.json", False)} if postgres else {}),
             "ceiling, HTTP (fixed response)": (fixed, False, "hit.json", False),
             "hit JSON, HTTP": (cache, False, "hit.json", False),
             "passthrough, HTTP (bare mitmproxy)": (bare, False, "miss.json", True),
@@ -355,16 +395,22 @@ def main() -> None:
                 for name, port in (("no proxy", None), ("bare mitmproxy", bare.http_port),
                                    ("llm-cache (records)", cache.http_port))}
         ratios = {
-            "hit JSON HTTPS / ceiling HTTPS": ("hit JSON, HTTPS", "ceiling, HTTPS (fixed response)", 0.85),
-            "hit stream HTTPS / ceiling HTTPS": ("hit stream, HTTPS", "ceiling, HTTPS (fixed response)", None),
-            "hit JSON HTTP / ceiling HTTP": ("hit JSON, HTTP", "ceiling, HTTP (fixed response)", 0.85),
+            "hit JSON HTTPS / ceiling HTTPS": ("hit JSON, HTTPS", "ceiling, HTTPS (fixed response)", 0.95),
+            **{f"hit {events}-ev stream / its ceiling": (f"hit {events}-event stream, HTTPS",
+                                                        f"ceiling, {events}-event stream, HTTPS", 0.95)
+               for events in STREAM_EVENTS},
+            f"JSON from {STREAM_EVENTS[-1]}-ev stream / hit JSON": (
+                f"hit JSON from {STREAM_EVENTS[-1]}-event stream, HTTPS", "hit JSON, HTTPS", 0.90),
+            **({"PostgreSQL hit / SQLite hit": ("hit JSON, HTTPS, PostgreSQL", "hit JSON, HTTPS", 0.90)}
+               if postgres else {}),
+            "hit JSON HTTP / ceiling HTTP": ("hit JSON, HTTP", "ceiling, HTTP (fixed response)", 0.95),
             "miss / passthrough": ("miss, HTTP (llm-cache records)", "passthrough, HTTP (bare mitmproxy)", 0.90),
         }
         for proxy in proxies:
             proxy.stop()  # each writes its loop-lag samples as it shuts down
         attach_loop_lag(rounds, results, folder)
         stored = cache_models.open_database(f"sqlite:///{folder / 'cache.sqlite3'}")
-        recorded = cache_models.CacheEntry.select().count() - args.entries - 3
+        recorded = cache_models.CacheEntry.select().count() - args.entries - len(hits)
         stored.close()
         report(args, results, ratios, recorded, ttfb)
     finally:
@@ -441,8 +487,8 @@ def miss_breakdown(args: argparse.Namespace, folder: Path, upstream_port: int, r
 
 def attach_loop_lag(rounds: dict[str, list[dict]], results: dict[str, dict], folder: Path) -> None:
     """p99 and max event-loop lag of each scenario, over the windows of all its measured rounds."""
-    samples = {name: orjson.loads((folder / f"lag-{name}.json").read_bytes())
-               for name in ("bare", "fixed", "llm-cache")}
+    samples = {run["window"][0]: orjson.loads((folder / f"lag-{run['window'][0]}.json").read_bytes())
+               for runs in rounds.values() for run in runs}
     for scenario, runs in rounds.items():
         lags = sorted(lag for run in runs for (t, lag) in samples[run["window"][0]]
                       if run["window"][1] <= t <= run["window"][2])

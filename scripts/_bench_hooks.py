@@ -10,6 +10,11 @@ been written (the writer process's own CPU is not included). Each recorded miss'
 for its commit; here they are awaited together after the loop, so the hooks' time is the proxy's
 work, not the writer's latency.
 
+With --stream-events E each miss is instead a streamed request answered by an E-event chat stream
+(scripts/_bench_streams.chat), fed to the addon's stream tee one event per chunk as mitmproxy
+would: the event-loop time a streamed miss costs, whatever its length (the stream's check and
+assembly run in the writer process).
+
 An A/B of two checkouts is this, run alternately in each, a few times.
 """
 
@@ -23,15 +28,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def measure(count: int, body_kb: int) -> None:
+def measure(count: int, body_kb: int, events: int = 0) -> None:
     from _bench import COMPLETION_BYTES as completion
     from _bench import chat_body
+    from _bench_streams import chat as chat_stream
     from mitmproxy import http
     from mitmproxy.test import taddons, tflow, tutils
 
     import addon  # scripts/_bench.py put the repository on the path
 
-    base = chat_body(body_kb, "bench hooks UNIQUE")
+    base = chat_body(body_kb, "bench hooks UNIQUE", stream=bool(events))
+    stream = chat_stream(events) if events else b""
+    chunks = [event + b"\n\n" for event in stream.split(b"\n\n") if event]
 
     def flow(n: int) -> tuple[http.HTTPFlow, http.Response]:
         body = base.replace(b"UNIQUE", b"%d" % n)
@@ -40,8 +48,12 @@ def measure(count: int, body_kb: int) -> None:
         request = tutils.treq(method=b"POST", scheme=b"http", host="127.0.0.1", port=8000,
                               path=b"/v1/chat/completions", headers=headers, content=body)
         made = tflow.tflow(req=request)
-        response = tutils.tresp(status_code=200, content=completion, headers=http.Headers(
-            [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(completion))]))
+        if events:
+            response = tutils.tresp(status_code=200, content=b"", headers=http.Headers(
+                [(b"content-type", b"text/event-stream")]))
+        else:
+            response = tutils.tresp(status_code=200, content=completion, headers=http.Headers(
+                [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(completion))]))
         return made, response
 
     async def run() -> None:
@@ -60,17 +72,26 @@ def measure(count: int, body_kb: int) -> None:
                 cache.request(miss)
                 miss.response = response
                 cache.responseheaders(miss)
+                if events:  # mitmproxy hands the stream callable each chunk, then b""
+                    for chunk in chunks:
+                        miss.response.stream(chunk)
+                    miss.response.stream(b"")
                 answers.append(cache.response(miss))
                 times.append(time.thread_time_ns() - started)
-            await asyncio.gather(*answers)  # records still queued for the writer are part of the cost
-            cpu = (time.process_time() - cpu_start) / count
+            await asyncio.gather(*[answer for answer in answers if answer is not None])
+            if events:  # a stream's outcome comes when the writer has checked and committed it
+                cache.store.flush()
+                while any(miss.metadata["llm_cache"].get("store", "").startswith("queued") for miss, _ in flows):
+                    await asyncio.sleep(0.01)
+            cpu = (time.process_time() - cpu_start) / count  # records queued for the writer are part of it
             for miss, _ in flows:
                 if miss.metadata["llm_cache"].get("store") != "stored":
                     raise RuntimeError(f"a miss was not recorded: {miss.metadata['llm_cache']}")
             cache.done()
         ordered = sorted(times[warm:])
         quartile = len(ordered) // 4
-        print(f"{count} fresh {body_kb} KB misses through the addon's hooks ({os.path.basename(ROOT)}): "
+        what = f"streamed ({events}-event, {len(stream) // 1024} KB)" if events else "JSON"
+        print(f"{count} fresh {body_kb} KB {what} misses through the addon's hooks ({os.path.basename(ROOT)}): "
               f"hooks {ordered[len(ordered) // 2] / 1000:.0f} us median on the loop's thread "
               f"({ordered[quartile] / 1000:.0f}-{ordered[-quartile] / 1000:.0f} us quartiles); "
               f"process CPU {cpu * 1e6:.0f} us per miss, all threads")

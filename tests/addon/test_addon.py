@@ -2,8 +2,10 @@
 
 import asyncio
 import gzip
+import io
 import logging
 import re
+import time
 import zlib
 
 import brotli
@@ -12,10 +14,11 @@ import pytest
 import zstandard
 from mitmproxy import exceptions, http
 from mitmproxy import flow as flow_module
+from mitmproxy import io as mitmproxy_io
 from mitmproxy.test import taddons, tflow, tutils
 
 import addon as llm_addon
-from llm_cache import anthropic_messages, formats, openai_chat, openai_responses
+from llm_cache import anthropic_messages, formats, messages, openai_chat, openai_responses, stores
 from llm_cache.records import unpack_request
 from tests.support.procs import wait_for
 
@@ -94,16 +97,16 @@ def test_miss_is_recorded_then_answered_from_the_cache(cache):
     upstream(cache, miss, body=orjson.dumps(COMPLETION), headers=[(b"set-cookie", b"s=1"), (b"x-request-id", b"r1")])
     assert miss.response.headers["X-LLM-Cache"] == "MISS"
     assert miss.response.headers["X-LLM-Cache-Store"] == "stored"
-    assert miss.marked == llm_addon.MARK_STORED and "MISS" in miss.comment
+    assert miss.marked == messages.MARK_STORED and "MISS" in miss.comment
 
     hit = send(cache, llm_flow())
     assert hit.response is not None
     assert orjson.loads(hit.response.content) == COMPLETION
     assert hit.response.headers["X-LLM-Cache"] == "HIT"
-    assert hit.response.headers["X-LLM-Cache-Key"] == miss.metadata["llm_cache"]["key"]
+    assert hit.response.headers["X-LLM-Cache-Key"] == miss.metadata["llm_cache"]["request_key"]
     assert hit.response.headers["X-LLM-Cache-Age"] == "0"
     assert hit.response.headers["x-request-id"] == "r1" and "set-cookie" not in hit.response.headers
-    assert hit.marked == llm_addon.MARK_HIT and hit.comment.startswith("llm-cache HIT")
+    assert hit.marked == messages.MARK_HIT and hit.comment.startswith("llm-cache HIT")
     assert stored(cache) == 1 and cache.store.stats()["hits"] == 1
 
 
@@ -116,14 +119,14 @@ def test_miss_is_recorded_then_answered_from_the_cache(cache):
     (200, b"plain", [("transfer-encoding", "chunked")]),  # no content-length: left to make
 ])
 def test_answers_are_the_responses_mitmproxy_would_make(status, body, headers):
-    made = llm_addon._response(status, body, headers)
+    made = messages.make_response(status, body, headers)
     expected = http.Response.make(status, body, http.Headers([(n.encode(), v.encode()) for n, v in headers]))
     state, expected_state = made.get_state(), expected.get_state()
     for moment in ("timestamp_start", "timestamp_end"):
         assert abs(state.pop(moment) - expected_state.pop(moment)) < 5
     assert state == expected_state
     assert made.content == body
-    assert made.data is not llm_addon._MADE.data and llm_addon._MADE.status_code == 200  # the template is untouched
+    assert made.data is not messages.MADE.data and messages.MADE.status_code == 200  # the template is untouched
 
 
 @pytest.mark.parametrize(
@@ -198,7 +201,7 @@ def test_upstream_errors_are_passed_on_and_not_stored(cache):
     f = upstream(cache, send(cache, llm_flow()), status=500, body=b'{"error": {"message": "boom"}}')
     assert f.response.status_code == 500
     assert f.response.headers["X-LLM-Cache-Store"] == "skipped: upstream status 500"
-    assert f.marked == llm_addon.MARK_NOT_STORED
+    assert f.marked == messages.MARK_NOT_STORED
     assert send(cache, llm_flow()).response is None
 
 
@@ -244,6 +247,33 @@ def test_incomplete_streams_are_not_stored(cache, body, finish, reason):
                  chunks=[body], finish=finish)
     assert f.metadata["llm_cache"]["store"] == reason
     assert stored(cache) == 0
+    assert cache.store.writes["lost"] == 0  # an answer that was never a success is not a lost entry
+
+
+def test_a_stream_is_never_served_before_the_writer_has_checked_it(cache, monkeypatch):
+    # A stream's events are checked in the writer process, off the event loop: until it has
+    # committed the entry, an identical request must not be answered from it.
+    monkeypatch.setattr(cache.store._writer, "flush", lambda: None)
+    held = []
+    monkeypatch.setattr(cache.store._writer, "submit", lambda op: held.append(op) or len(held))
+    request = {**CHAT, "stream": True}
+    broken = b'data: {"error": {"message": "overloaded"}}\n\ndata: [DONE]\n\n'
+    first = upstream(cache, send(cache, llm_flow(request)), content_type="text/event-stream", chunks=[broken])
+    assert first.metadata["llm_cache"]["store"].startswith("queued: not written yet") and len(held) == 1
+    again = send(cache, llm_flow(request))
+    assert again.response is None and again.metadata["llm_cache"]["status"] == "MISS"
+
+
+def test_flow_state_is_plain_data_that_saves_and_loads(cache):
+    flow = send(cache, llm_flow())
+    upstream(cache, flow, body=orjson.dumps(COMPLETION))
+    saved = io.BytesIO()
+    mitmproxy_io.FlowWriter(saved).add(flow)
+    saved.seek(0)
+    (loaded,) = mitmproxy_io.FlowReader(saved).stream()
+    state = loaded.metadata["llm_cache"]
+    assert state["status"] == "MISS" and state["store"] == "stored"
+    assert state["entry_key"] == flow.metadata["llm_cache"]["entry_key"] == flow.response.headers["X-LLM-Cache-Key"]
 
 
 RESPONSE = {"id": "resp_1", "object": "response", "status": "completed", "model": "gpt-5", "usage": None,
@@ -271,7 +301,7 @@ def test_a_stream_that_ends_in_an_error_is_stored_only_past_its_terminal_event(c
     flow.response = tutils.tresp(content=b"", headers=http.Headers([(b"content-type", b"text/event-stream")]))
     cache.responseheaders(flow)
     assert flow.response.headers["X-LLM-Cache"] == "MISS"
-    assert flow.response.headers["X-LLM-Cache-Key"] == flow.metadata["llm_cache"]["entry"]  # where it is stored
+    assert flow.response.headers["X-LLM-Cache-Key"] == flow.metadata["llm_cache"]["entry_key"]  # where it is stored
     flow.response.stream(stream_body)
     flow.error = flow_module.Error("client disconnected")
     cache.error(flow)
@@ -346,8 +376,8 @@ def test_a_database_that_comes_back_is_used_again(tmp_path, monkeypatch):
         tctx.configure(cache, confdir=str(tmp_path), llm_cache_db=f"sqlite:///{missing_dir}/c.sqlite3")
         assert cache.store is None
         missing_dir.unlink()
-        monkeypatch.setattr(llm_addon, "REOPEN_AFTER", 0)
-        cache._reopen_at = 0
+        monkeypatch.setattr(stores, "REOPEN_AFTER", 0)
+        cache.rt.stores.reopen_at = 0
         first = send(cache, llm_flow())  # opening again happens on a thread: this one passes through
         assert "llm_cache" not in first.metadata
         assert wait_for(lambda: cache.store is not None)
@@ -364,7 +394,7 @@ def test_bad_database_option_is_refused(cache, value):
 
 
 def test_relative_sqlite_paths_live_in_the_confdir(cache, tmp_path):
-    assert cache.db_url == f"sqlite:///{tmp_path}/llm-cache.sqlite3"
+    assert cache.rt.stores.url == f"sqlite:///{tmp_path}/llm-cache.sqlite3"
 
 
 def test_stats_and_clear_commands(cache):
@@ -409,8 +439,8 @@ def test_stale_if_error_serves_an_expired_entry_when_the_upstream_fails(cache, m
     with taddons.context(cache) as tctx:
         tctx.configure(cache, llm_cache_ttl=10, llm_cache_stale_if_error=True)
         upstream(cache, send(cache, llm_flow()), body=orjson.dumps(COMPLETION))
-        later = llm_addon.time.time() + 11
-        monkeypatch.setattr(llm_addon.time, "time", lambda: later)
+        later = time.time() + 11
+        monkeypatch.setattr(time, "time", lambda: later)
         failing = llm_flow()
         cache.requestheaders(failing)
         probe = cache.request(failing)
@@ -423,7 +453,7 @@ def test_stale_if_error_serves_an_expired_entry_when_the_upstream_fails(cache, m
         cache.requestheaders(fine)
         cache.request(fine).close()
         upstream(cache, fine, body=orjson.dumps({**COMPLETION, "id": "c2"}))
-        assert fine.response.headers["X-LLM-Cache"] == "MISS" and not cache._stale
+        assert fine.response.headers["X-LLM-Cache"] == "MISS" and not cache.rt.stale
 
 
 def test_replay_mode_answers_a_miss_with_a_400_naming_the_closest_entry(cache):
@@ -432,7 +462,8 @@ def test_replay_mode_answers_a_miss_with_a_400_naming_the_closest_entry(cache):
         tctx.configure(cache, llm_cache_mode="replay")
         assert send(cache, llm_flow()).response.headers["X-LLM-Cache"] == "HIT"
         miss = send(cache, llm_flow({**CHAT, "temperature": 0.5}))
-        assert miss.response.status_code == 400 and miss.marked == llm_addon.MARK_NOT_STORED
+        assert miss.response.status_code == 400 and miss.marked == messages.MARK_NOT_STORED
+        assert miss.metadata["llm_cache"]["status"] == "REPLAY_MISS" and miss.response.headers["X-LLM-Cache"] == "MISS"
         assert "differs at: temperature." in orjson.loads(miss.response.content)["error"]["message"]
         cache.response(miss)
         assert stored(cache) == 1
@@ -527,12 +558,12 @@ def test_the_secret_scan_follows_its_option_though_facts_are_remembered(tmp_path
         tctx.configure(cache, llm_cache_scan_secrets=True, llm_cache_mode="refresh")
         assert outcome() == "skipped: the request carries an AWS access key"
         tctx.configure(cache, llm_cache_mode="readonly")
-        assert cache._memo.scanner is None  # nothing is recorded, so nothing is scanned
+        assert cache.rt.memo.scanner is None  # nothing is recorded, so nothing is scanned
         cache.done()
 
 
 async def test_a_recorded_near_miss_is_logged_and_added_to_its_flows_comment(cache, caplog):
-    cache._loop = asyncio.get_running_loop()  # set by the running hook in mitmdump
+    cache.rt.loop = cache.rt.near_misses.loop = asyncio.get_running_loop()  # set by the running hook in mitmdump
     caplog.set_level(logging.INFO)
     first = await upstream_async(cache, send(cache, llm_flow(
         {**CHAT, "messages": [{"role": "user", "content": "run 1234"}]})), orjson.dumps(COMPLETION))
@@ -543,8 +574,8 @@ async def test_a_recorded_near_miss_is_logged_and_added_to_its_flows_comment(cac
         if "near miss" in second.comment:
             break
         await asyncio.sleep(0.02)
-    entry = second.metadata["llm_cache"]["entry"]
-    assert f"near miss: {entry[:12]} differs from {first.metadata['llm_cache']['entry'][:12]}" in second.comment
+    entry = second.metadata["llm_cache"]["entry_key"]
+    assert f"near miss: {entry[:12]} differs from {first.metadata['llm_cache']['entry_key'][:12]}" in second.comment
     assert second.comment.startswith("llm-cache MISS") and "near miss" not in first.comment
     assert f"llmcache.explain {entry[:12]}" in caplog.text
     explained = cache.explain(entry[:12])

@@ -143,7 +143,7 @@ def test_a_lock_held_by_another_process_is_waited_out(tmp_path, certs, fake):
     proxy = proxy_on(tmp_path / "proxy", db, certs, fake)
     try:
         misses(proxy, ["first"])
-        holder = sqlite3.connect(db, timeout=0)
+        holder = sqlite3.connect(db, timeout=0, check_same_thread=False)  # released by a timer thread
         holder.execute("BEGIN EXCLUSIVE")
         released = threading.Timer(8, holder.rollback)
         released.start()

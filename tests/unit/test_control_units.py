@@ -2,16 +2,11 @@
 
 import pytest
 
-from llm_cache import closest, controls, lookup, plan, policy
+from llm_cache import closest, controls, lookup, options, plan, policy
 from llm_cache.keys import BodyFacts
 from llm_cache.records import Record
 
-DEFAULTS = {"mode": "record", "ttl": 0, "stale_if_error": False, "allow_hosts": [], "deny_hosts": [],
-            "allow_models": [], "deny_models": [], "allow_families": [], "deny_families": [],
-            "max_request_bytes": 100, "max_response_bytes": 100, "temperature": "any", "scan_secrets": True,
-            "samples": 1, "ignore_fields": [], "normalise": [], "scope": "global", "compat_headers": False,
-            "refuse_websocket": True, "portable": True, "profiles": "", "write_retry": 120, "lookup_timeout_ms": 200,
-            "single_flight_wait": 300}
+DEFAULTS = {**options.DEFAULTS, "max_request_bytes": 100, "max_response_bytes": 100}
 
 
 def settings(**changes):

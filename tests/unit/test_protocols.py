@@ -313,8 +313,8 @@ def test_json_completeness_per_family(family, body, problem):
 
 
 def test_an_ndjson_answer_is_stored_and_replayed_as_ndjson():
-    headers, body = answers.stored_form(Family.OLLAMA_CHAT, Wire.NDJSON, [("content-type", "application/x-ndjson")],
-                                        OLLAMA_CHAT)
+    headers, body = answers.framed_for_storage(Family.OLLAMA_CHAT, Wire.NDJSON,
+                                               [("content-type", "application/x-ndjson")], OLLAMA_CHAT)
     record = Record(key="k", status=200, headers=headers, body=body, is_stream=True, created_at=0)
     same = answers.replay(record, Family.OLLAMA_CHAT, want=Wire.NDJSON, include_usage=False)
     assert same.body == OLLAMA_CHAT

@@ -1,0 +1,99 @@
+"""Every option of the cache, once: its name, type, default and help. addon.py declares them to
+mitmproxy, `settings_from_values` parses them into policy.Settings (whose defaults these are), and
+tests/unit/test_options.py checks that config.yaml's comments and the README's table say the same."""
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from llm_cache import policy
+
+PREFIX = "llm_cache_"
+DEFAULT_DB = "sqlite:///llm-cache.sqlite3"
+_DEFAULT = policy.Settings()  # the parsed defaults live there
+
+
+class Option(NamedTuple):
+    name: str  # without PREFIX
+    type: Any
+    default: Any
+    help: str
+
+    @property
+    def full_name(self) -> str:
+        return PREFIX + self.name
+
+
+DB = Option(
+    "db", str, DEFAULT_DB,
+    "Peewee database URL of the cache: sqlite:///FILE (a relative FILE is resolved against "
+    "mitmproxy's confdir) or postgresql://USER:PASSWORD@HOST:PORT/DB.")
+
+# The options policy.settings_from parses, in the order the README lists them.
+SETTINGS: tuple[Option, ...] = (
+    Option("mode", str, _DEFAULT.mode.value,
+           "record (answer hits, record misses), replay (never go upstream: a miss is a 400 "
+           "naming the closest stored request), refresh (always go upstream and overwrite), readonly (never "
+           "write), writeonly (never answer from the cache) or off."),
+    Option("ttl", int, _DEFAULT.ttl,
+           "Seconds an entry is served for; 0 = forever. A request may set its own with X-LLM-Cache-TTL."),
+    Option("stale_if_error", bool, _DEFAULT.stale_if_error,
+           "Serve an expired entry (X-LLM-Cache: STALE) when the upstream answers 429/5xx or cannot be reached."),
+    Option("allow_hosts", Sequence[str], [], "Cache only these hosts (shell globs, e.g. *.openai.com); empty = all."),
+    Option("deny_hosts", Sequence[str], [], "Never cache these hosts (shell globs)."),
+    Option("allow_models", Sequence[str], [], "Cache only these models (shell globs); empty = all."),
+    Option("deny_models", Sequence[str], [], "Never cache these models (shell globs)."),
+    Option("allow_families", Sequence[str], [], "Cache only these endpoint families (e.g. openai.*); empty = all."),
+    Option("deny_families", Sequence[str], [], "Never cache these endpoint families (e.g. openai.embeddings)."),
+    Option("max_request_bytes", int, _DEFAULT.max_request_bytes, "Larger requests pass through uncached."),
+    Option("max_response_bytes", int, _DEFAULT.max_response_bytes,
+           "Larger responses are passed on but not recorded."),
+    Option("temperature", str, _DEFAULT.temperature.value,
+           "any, or deterministic: cache only requests with temperature 0 or a seed."),
+    Option("scan_secrets", bool, _DEFAULT.scan_secrets,
+           "Never record a request whose content carries a credential (API keys, AWS keys, private keys, "
+           "bearer tokens, password= assignments)."),
+    Option("samples", int, _DEFAULT.samples,
+           "Record up to N responses per request; the n-th identical request of a run gets the n-th recorded "
+           "response, then they wrap."),
+    Option("ignore_fields", Sequence[str], [],
+           "Further body fields left out of keys, as paths (metadata.user_id, input[*].id); metadata, user, "
+           "prompt_cache_key, safety_identifier, store, service_tier, user_prompt_id and request.session_id "
+           "always are."),
+    Option("normalise", Sequence[str], [],
+           "Regular expressions whose matches in request text are replaced before keying (timestamps, temp "
+           "paths, UUIDs)."),
+    Option("portable", bool, _DEFAULT.key_rules.portable,
+           "Agent profiles leave dates, the working directory and HOME out of keys, so a run recorded on one "
+           "machine and day replays on another. Off: they are keyed."),
+    Option("profiles", str, "",
+           "Agent profiles added to or overriding the built-in ones (claude-code, codex, gemini-cli): YAML "
+           "text, or the path of a .yaml file. See the README's Agents section."),
+    Option("scope", str, _DEFAULT.scope.value,
+           "global (one shared cache) or credential (entries kept apart per API key, by an HMAC of it; never "
+           "the key itself)."),
+    Option("compat_headers", bool, _DEFAULT.compat_headers,
+           "Also send the headers of the caches users switch from: X-Computer-Use-Cache, X-Code-Model-Cache "
+           "and a Cachecore-style X-Cache with X-Cache-Age."),
+    Option("refuse_websocket", bool, _DEFAULT.refuse_websocket,
+           "Answer a WebSocket upgrade to a /responses endpoint (the Codex CLI tries one first) with HTTP 426, "
+           "so the client falls back to HTTP and SSE, which is cached."),
+    Option("single_flight_wait", int, _DEFAULT.single_flight_wait,
+           "Seconds identical fresh requests wait for the first of them, in flight, to be answered, instead of "
+           "each going upstream; 0 sends every one upstream."),
+    Option("lookup_timeout_ms", int, _DEFAULT.lookup_timeout_ms,
+           "Milliseconds a lookup in a database across the network (PostgreSQL) may take; a request whose "
+           "lookup takes longer goes upstream uncached, with a log line. SQLite lookups are local."),
+    Option("write_retry", int, _DEFAULT.write_retry,
+           "Seconds a write that failed for a reason that may pass (a locked database, a full disk, a "
+           "read-only file system, a server that went away) is tried again before the entry is given up, and "
+           "logged as lost."),
+)
+OPTIONS: tuple[Option, ...] = (DB, *SETTINGS)
+SETTINGS_NAMES = frozenset(option.full_name for option in SETTINGS)
+DEFAULTS: dict[str, Any] = {option.name: option.default for option in SETTINGS}  # settings_from's input
+
+
+def settings_from_values(value_of: Callable[[str], Any]) -> policy.Settings:
+    """Settings from the options' current values (`value_of` takes a full option name); raises
+    ValueError with a message fit for the user."""
+    return policy.settings_from({option.name: value_of(option.full_name) for option in SETTINGS})

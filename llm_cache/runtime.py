@@ -1,0 +1,75 @@
+"""One proxy's cache: its settings, its store, the requests in flight and what it keeps between
+hooks. addon.py holds one; the hook steps (llm_cache.serving, llm_cache.recording) take it."""
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from mitmproxy import http
+
+from llm_cache import keys, policy
+from llm_cache.credentials import credentials
+from llm_cache.failures import FailureLog
+from llm_cache.flights import Flights
+from llm_cache.near_misses import NearMisses
+from llm_cache.records import Record
+from llm_cache.secrets import SecretScanner
+from llm_cache.stores import Stores
+
+
+class Runtime:
+    def __init__(self, updated: Callable[[http.HTTPFlow], None] = lambda flow: None) -> None:
+        """`updated(flow)` tells mitmproxy that a flow changed after its hooks ran (its comment)."""
+        self.settings = policy.Settings()
+        self.updated = updated
+        self.failures = FailureLog()
+        self.near_misses = NearMisses(updated)
+        self.stores = Stores(self.failures, self.near_misses.found)
+        self.memo = _memo_for(self.settings)
+        self.flights = Flights()  # identical fresh requests in flight
+        self.stale: dict[str, Record] = {}  # flow id -> expired entry, for stale-if-error
+        self.loop: asyncio.AbstractEventLoop | None = None  # mitmproxy's, once it runs
+        self._seen: dict[str, int] = {}  # identical requests this run, per key (llm_cache_samples > 1)
+
+    def configure(self, settings: policy.Settings) -> None:
+        if _memo_config(settings) != _memo_config(self.settings):
+            self.memo = _memo_for(settings)
+        self.settings = self.stores.settings = settings
+        if self.stores.store is not None:
+            self.stores.store.set_rules(settings.key_rules)
+
+    def running(self) -> None:
+        self.loop = self.near_misses.loop = asyncio.get_running_loop()
+        self.loop.create_task(self.flights.relay.start())
+
+    def done(self) -> None:
+        self.stores.done()
+        self.flights.relay.close()
+
+    def nth(self, key: str) -> int:
+        """How many identical requests this run has seen before this one (only counted for samples)."""
+        if self.settings.samples == 1:
+            return 0
+        nth = self._seen.get(key, 0)
+        self._seen[key] = nth + 1
+        return nth
+
+    def partition(self, namespace: str, fields: list[tuple[str, str]], query: Sequence[tuple[str, str]]) -> str:
+        """Which part of the cache a request belongs to: its namespace, and in the credential scope
+        an HMAC of every credential it carries (the secret lives in the cache, so the HMAC cannot be
+        reversed)."""
+        parts = [f"ns:{namespace}"] if namespace else []
+        if self.settings.scope is policy.Scope.CREDENTIAL and (store := self.stores.get()) is not None:
+            parts.append(f"cred:{store.credential_tag(credentials(fields, query))}")
+        return "|".join(parts)
+
+
+def _memo_config(settings: policy.Settings) -> tuple[Any, bool]:
+    """What the request facts depend on: the key rules, and whether bodies are scanned for secrets
+    (only when they may be recorded)."""
+    return settings.key_rules, settings.scan_secrets and settings.mode.records
+
+
+def _memo_for(settings: policy.Settings) -> keys.BodyMemo:
+    rules, scan = _memo_config(settings)
+    return keys.BodyMemo(rules=rules, scanner=SecretScanner() if scan else None)

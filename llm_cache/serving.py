@@ -1,0 +1,285 @@
+"""The request side, one step per hook: `recognise` (requestheaders) and `look_up` (request).
+
+recognise: an LLM endpoint? -> its target, controls, agent profile and partition, before any
+other addon may rewrite the URL. look_up: read and key the body -> plan -> find the entry
+(a database across the network: on a thread, within a limit) -> answer a hit, fail a replay miss
+loudly, serve stale-if-error, wait for an identical request in flight, or let the miss go upstream.
+Anything that fails passes the flow through untouched (llm_cache.failures)."""
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from mitmproxy import http
+
+from llm_cache import answers, keys, messages, replay_misses
+from llm_cache.controls import OWN_HEADERS, has_own_headers, read_controls
+from llm_cache.decode import TooLarge
+from llm_cache.endpoints import PASSED_THROUGH, Wire, is_websocket_upgrade, route_for
+from llm_cache.flights import Flight, Relayed
+from llm_cache.flowstate import META, FlowState
+from llm_cache.lookup import Found, find_entry
+from llm_cache.messages import MARK_HIT, MARK_NOT_STORED
+from llm_cache.plan import Plan, is_expired, plan_for
+from llm_cache.records import Record
+from llm_cache.runtime import Runtime
+from llm_cache.status import Status, status_headers
+
+logger = logging.getLogger(__name__)
+
+PROBE_TIMEOUT = 5.0  # seconds: stale-if-error's check that an upstream can be reached at all
+
+Later = Coroutine[Any, Any, None] | None  # a hook's rest, when it has to wait
+
+
+def recognise(rt: Runtime, flow: http.HTTPFlow) -> None:
+    """requestheaders: keep what the cache needs of an LLM call; anything else is not touched."""
+    request = flow.request
+    method, path = request.method, request.path
+    if method == "GET":
+        upgrade = messages.header(request.headers, b"upgrade")
+        if rt.settings.refuse_websocket and is_websocket_upgrade(method, path, upgrade):
+            _refuse_websocket(rt, flow)
+        return
+    route = route_for(method, path, messages.header(request.headers, b"content-type"))
+    if route is None:
+        return
+    fields = messages.text_fields(request.headers)
+    query = request.query.items(multi=True) if "?" in path else ()
+    try:
+        target = keys.make_target(method, request.scheme, request.host, request.port, path, query, fields)
+    except ValueError as e:  # a keyed header that is not UTF-8: not ours to judge
+        rt.failures.passed_through("reading the request headers", e)
+        return
+    controls = read_controls(fields)
+    if has_own_headers(name for name, _ in fields):  # the cache's business only: no provider sees them
+        for name in OWN_HEADERS:
+            request.headers.pop(name, None)
+    named = {n.lower(): v for n, v in fields}
+    state: FlowState = {
+        "route": route, "target": target, "controls": controls,
+        "profile": rt.settings.key_rules.profiles.recognise(route.family, named),
+        "user_agent": named.get("user-agent", ""),
+        "partition": rt.partition(controls.namespace, fields, query),
+    }
+    if route.family in PASSED_THROUGH:
+        state.update({"status": Status.BYPASS, "reason": PASSED_THROUGH[route.family]})
+    flow.metadata[META] = state
+
+
+def look_up(rt: Runtime, flow: http.HTTPFlow) -> Later:
+    """request: key the body and decide; what must wait (a far lookup, a flight) is returned."""
+    state: FlowState | None = flow.metadata.get(META)
+    if state is None or "status" in state:  # not ours, or already decided from the headers
+        return None
+    store = rt.stores.get()
+    if store is None:
+        del flow.metadata[META]
+        return None
+    settings = rt.settings
+    try:
+        raw = messages.content(flow.request, settings.max_request_bytes)
+    except TooLarge:  # decoding stopped at the limit: a compression bomb is never inflated whole
+        state.update({"status": Status.BYPASS,
+                      "reason": f"request over llm_cache_max_request_bytes ({settings.max_request_bytes} bytes)"})
+        return None
+    except ValueError as e:  # an encoding that does not decode: not ours to judge
+        rt.failures.passed_through("reading the request body", e)
+        del flow.metadata[META]
+        return None
+    try:
+        facts = rt.memo.facts(state["route"], raw, state["profile"])
+        if facts is not None and facts.has_controls:
+            flow.request.content = keys.without_controls(raw)  # a provider must never see "cache": false
+    except Exception as e:  # undecodable, not JSON, nested past any sane depth: not ours to judge
+        rt.failures.passed_through("reading the request body", e)
+        facts = None
+    if facts is None:  # not JSON of the expected shape: not an LLM call after all
+        del flow.metadata[META]
+        return None
+    controls = state["controls"]
+    plan = plan_for(settings, controls, facts, family=state["route"].family, host=state["target"].host)
+    if plan.bypass:
+        state.update({"status": Status.BYPASS, "reason": plan.bypass})
+        return None
+    key = keys.cache_key(state["target"], facts.digest, state["partition"])
+    wire = state["route"].stream_wire if facts.stream else Wire.JSON
+    state.update({"request_key": key, "model": facts.model, "stream": facts.stream, "wire": wire,
+                  "include_usage": facts.include_usage, "skip_store": plan.skip_store, "secret": facts.secret})
+    now = time.time()
+    nth = rt.nth(key)
+
+    def find() -> Found:
+        if not plan.look_up:
+            return Found(None, None, nth % settings.samples)
+        read = store.find_json if wire is Wire.JSON else store.find
+        return find_entry(read, key, nth=nth, samples=settings.samples, can_record=plan.skip_store is None,
+                          is_expired=lambda record: is_expired(record, now, settings, controls))
+
+    if store.remote:
+        return _find_far(rt, flow, find, plan, now)
+    try:
+        found = find()
+    except Exception as e:
+        rt.failures.passed_through("the cache lookup", e)
+        del flow.metadata[META]
+        return None
+    return _decide(rt, flow, found, plan, now)
+
+
+async def _find_far(rt: Runtime, flow: http.HTTPFlow, find: Callable[[], Found], plan: Plan, now: float) -> None:
+    """A database across the network is looked up on threads of its own, within
+    llm_cache_lookup_timeout_ms: a frozen or unreachable server never holds the event loop, and a
+    request whose lookup takes longer goes upstream uncached."""
+    try:
+        found = await rt.stores.far(find)
+    except TimeoutError:
+        rt.failures.passed_through("the cache lookup", f"no answer within {rt.settings.lookup_timeout_ms} ms")
+        del flow.metadata[META]
+        return
+    except Exception as e:
+        rt.failures.passed_through("the cache lookup", e)
+        del flow.metadata[META]
+        return
+    more = _decide(rt, flow, found, plan, now)
+    if more is not None:
+        await more
+
+
+def _decide(rt: Runtime, flow: http.HTTPFlow, found: Found, plan: Plan, now: float) -> Later:
+    """Answer a hit, fail a replay miss loudly, or let a miss go upstream."""
+    state: FlowState = flow.metadata[META]
+    try:
+        answer = None
+        if found.fresh is not None:
+            answer = answers.replay(found.fresh, state["route"].family, want=state["wire"],
+                                    include_usage=state["include_usage"])
+    except Exception as e:
+        rt.failures.passed_through("the cache lookup", e)
+        del flow.metadata[META]
+        return None
+    if found.fresh is not None and answer is not None:
+        answer_from(rt, flow, Status.HIT, answer, found.fresh, now)
+        store = rt.stores.store
+        if store is not None:
+            store.touch(found.fresh.key, now)
+        return None
+    state.update({"status": Status.MISS, "entry_key": found.key_of(state["request_key"]), "sample": found.sample})
+    if plan.replay_only:
+        return _replay_miss(rt, flow)
+    if found.stale is not None and rt.settings.stale_if_error:
+        rt.stale[flow.id] = found.stale
+        return _serve_stale_if_unreachable(rt, flow)
+    return _lead_or_follow(rt, flow, plan)
+
+
+def answer_from(rt: Runtime, flow: http.HTTPFlow, status: Status, answer: answers.Answer, record: Record,
+                now: float, *, shared: bool = False) -> None:
+    """Answer from the proxy, with the headers that say what the cache did."""
+    age = max(0, int(now - record.created_at))
+    respond(rt, flow, answer, status, key=record.key, age=age)
+    flow.metadata[META]["status"] = status
+    how = "the answer of an identical request in flight" if shared else f"age {age}s"
+    messages.mark(flow, MARK_HIT, f"llm-cache {status} {record.key[:12]} {how}")
+
+
+def respond(rt: Runtime, flow: http.HTTPFlow, answer: answers.Answer, status: Status, **details: Any) -> None:
+    headers = answer.headers + status_headers(status, compat=rt.settings.compat_headers, **details)
+    flow.response = messages.make_response(answer.status, answer.body, headers)
+
+
+def _replay_miss(rt: Runtime, flow: http.HTTPFlow) -> Later:
+    """Fail loudly, naming the stored request that came closest (llm_cache.replay_misses)."""
+    store = rt.stores.store
+    if store is not None and not store.remote:
+        state: FlowState = flow.metadata[META]
+        family, host = state["route"].family, state["target"].host
+        _fail_replay_miss(rt, flow, replay_misses.closest(rt, flow, lambda: store.recent_requests(family, host)))
+        return None
+
+    async def far() -> None:
+        _fail_replay_miss(rt, flow, await replay_misses.closest_far(rt, flow))
+
+    return far()
+
+
+def _fail_replay_miss(rt: Runtime, flow: http.HTTPFlow, closest: str) -> None:
+    state: FlowState = flow.metadata[META]
+    answer, why = replay_misses.answer(rt.settings, state, closest)
+    respond(rt, flow, answer, Status.REPLAY_MISS, key=state["request_key"], reason=why)
+    state["status"] = Status.REPLAY_MISS  # answered here: nothing for the response hooks to record
+    messages.mark(flow, MARK_NOT_STORED, f"llm-cache MISS {state['request_key'][:12]} not in cache ({why})")
+
+
+def _refuse_websocket(rt: Runtime, flow: http.HTTPFlow) -> None:
+    reason = "WebSocket upgrade refused (llm_cache_refuse_websocket); the client falls back to HTTP"
+    respond(rt, flow, answers.refused_websocket(), Status.BYPASS, reason=reason)
+    messages.mark(flow, MARK_NOT_STORED, f"llm-cache BYPASS: {reason}")
+
+
+# -- single flight: identical misses in flight share one upstream call -------------------------
+
+def _lead_or_follow(rt: Runtime, flow: http.HTTPFlow, plan: Plan) -> Later:
+    """The first of identical fresh requests goes upstream (it leads); those that come while it is
+    in flight wait for its answer, up to llm_cache_single_flight_wait, and are answered from it. If
+    it fails or is not recorded, each goes upstream itself."""
+    state: FlowState = flow.metadata[META]
+    settings = rt.settings
+    if not plan.look_up or plan.skip_store is not None or settings.samples > 1 or not settings.single_flight_wait:
+        return None  # only where an answer may come from the cache
+    try:
+        flight = rt.flights.lead(state["entry_key"], state["wire"])
+    except RuntimeError:  # hooks called outside an event loop (tests): no one to share with
+        return None
+    if flight is None:
+        state["leads"] = True
+        return None
+    return _follow(rt, flow, flight)
+
+
+async def _follow(rt: Runtime, flow: http.HTTPFlow, flight: Flight) -> None:
+    state: FlowState = flow.metadata[META]
+    got = await rt.flights.follow(state["entry_key"], flight, state["wire"], rt.settings.single_flight_wait)
+    if got is None:  # the first one failed, or was not recorded: this one goes upstream too
+        return
+    if isinstance(got, Relayed):  # the first one's stream, live, from the relay
+        request = flow.request
+        state.update({"status": Status.HIT, "relayed_from": (request.scheme, request.host, request.port, request.path)})
+        request.scheme, request.host, request.port, request.path = "http", "127.0.0.1", got.port, f"/{got.name}"
+        return
+    answer = answers.replay(got, state["route"].family, want=state["wire"], include_usage=state["include_usage"])
+    if answer is not None:
+        answer_from(rt, flow, Status.HIT, answer, got, time.time(), shared=True)
+
+
+def release(rt: Runtime, state: FlowState, record: Record | None) -> None:
+    """The leader's answer is known (or it failed): the requests that waited for it go on."""
+    if state.pop("leads", False):
+        rt.flights.release(state["entry_key"], record)
+
+
+# -- stale-if-error ------------------------------------------------------------------------------
+
+async def _serve_stale_if_unreachable(rt: Runtime, flow: http.HTTPFlow) -> None:
+    """stale-if-error for an upstream that cannot be reached: mitmproxy turns a failed connect into
+    a 502 of its own that no hook can replace, so look before it connects."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(flow.request.host, flow.request.port),
+                                           PROBE_TIMEOUT)
+        writer.close()
+    except (OSError, TimeoutError) as e:
+        record = rt.stale.pop(flow.id, None)
+        if record is not None and serve_stale(rt, flow, record):
+            logger.info("llm-cache: %s unreachable (%s); served a stale entry", flow.request.host, e)
+
+
+def serve_stale(rt: Runtime, flow: http.HTTPFlow, record: Record) -> bool:
+    state: FlowState = flow.metadata[META]
+    answer = answers.replay(record, state["route"].family, want=state["wire"], include_usage=state["include_usage"])
+    if answer is None:
+        return False
+    answer_from(rt, flow, Status.STALE, answer, record, time.time())
+    return True
+
