@@ -13,16 +13,19 @@ committed). Anything that fails on the way passes the flow through untouched (ll
 import gc
 import logging
 import os
-from typing import Any
+import sys
+from collections.abc import Sequence
+from typing import Any, cast
 
-import orjson
 from mitmproxy import command, ctx, exceptions, http
 from mitmproxy.hooks import UpdateHook
+from mitmproxy.types import Data
 
 import cache_models
 from llm_cache import options, recording, serving
 from llm_cache.policy import Mode
 from llm_cache.runtime import Runtime
+from llm_cache.status import stats_table
 from llm_cache.stores import Unavailable
 
 logger = logging.getLogger(__name__)
@@ -38,7 +41,15 @@ class LLMCache:
 
     def load(self, loader) -> None:
         for option in options.OPTIONS:
-            loader.add_option(option.full_name, option.type, option.default, option.help)
+            loader.add_option(option.full_name, option.type, option.default, option.help, option.choices)
+        # config.yaml's values wait in `deferred` to be applied after this; the command line's go first.
+        wins = options.command_line_sets(sys.argv)
+        for name, values in wins.items():
+            config = ctx.options.deferred.pop(name, None)
+            if config is not None and getattr(config, "val", config) != values:
+                logger.info("llm-cache: --set %s on the command line wins over config.yaml", name)
+        if wins:
+            ctx.options.set(*(f"{name}={value}" for name, values in wins.items() for value in values))
 
     def configure(self, updated: set[str]) -> None:
         if updated.intersection(options.SETTINGS_NAMES):
@@ -95,9 +106,9 @@ class LLMCache:
     # -- commands -----------------------------------------------------------------------------
 
     @command.command("llmcache.stats")
-    def stats(self) -> str:
-        """Entries, hits and bytes per endpoint family."""
-        return orjson.dumps(self._store().stats(), option=orjson.OPT_INDENT_2).decode()
+    def stats(self) -> Data:
+        """Entries, hits and bytes per endpoint family, and what the writer did this run: a table."""
+        return cast(Data, stats_table(self._store().stats()))  # Data: the marker type of a table
 
     @command.command("llmcache.clear")
     def clear(self) -> int:
@@ -120,7 +131,7 @@ class LLMCache:
         return self._store().invalidate(host=host)
 
     @command.command("llmcache.explain")
-    def explain(self, key: str) -> str:
+    def explain(self, key: str) -> Sequence[str]:
         """Why an entry (a key, or its first characters) was a miss: the stored request of the same
         endpoint and model it came closest to, what differs, and the config.yaml text of a rule that
         would have made it a hit."""
@@ -129,9 +140,9 @@ class LLMCache:
         except KeyError as e:
             raise exceptions.CommandError(str(e.args[0])) from e
         if found is None:
-            return f"entry {key}: no other stored request of its endpoint and model differs from it"
+            return [f"entry {key}: no other stored request of its endpoint and model differs from it"]
         miss, rule = found
-        return f"{miss.describe()}\n\nA rule that makes it a hit (config.yaml):\n\n{rule}"
+        return [miss.describe(), "", "A rule that makes it a hit (config.yaml):", "", *rule.splitlines()]
 
     def _store(self) -> cache_models.CacheStore:
         try:

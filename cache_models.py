@@ -14,17 +14,20 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any, NamedTuple, cast
 from urllib.parse import urlsplit
 
 import orjson
+import peewee
 from peewee import (
     BlobField,
     BooleanField,
     Case,
     CharField,
+    CompositeKey,
     Database,
     DatabaseProxy,
     FloatField,
@@ -92,6 +95,23 @@ class CacheEntry(BaseModel):
     request = BlobField()  # zlib(canonical request JSON), for inspection; no auth headers, no ?key=
 
 
+class CacheCount(BaseModel):
+    """Hits and misses per UTC day, endpoint family, host and model, counted by the writer in the
+    batches it writes anyway: the hit rate, and the tokens hits saved (each hit, its entry's usage)."""
+
+    day = CharField(max_length=10)  # YYYY-MM-DD, UTC
+    family = CharField(max_length=32)
+    host = CharField(max_length=255)
+    model = CharField(max_length=255)
+    hits = IntegerField(default=0)
+    misses = IntegerField(default=0)  # LLM calls that went upstream (recorded or not)
+    input_tokens_saved = IntegerField(default=0)
+    output_tokens_saved = IntegerField(default=0)
+
+    class Meta:
+        primary_key = CompositeKey("day", "family", "host", "model")
+
+
 class CacheSetting(BaseModel):
     """Values that belong to the cache itself, such as the secret of the `credential` scope's HMAC."""
 
@@ -150,7 +170,7 @@ def open_database(url: str) -> Database:
                      keepalives_count=3)
     database.initialize(db)
     db.connect(reuse_if_open=True)
-    db.create_tables([CacheEntry, CacheSetting], safe=True)
+    db.create_tables([CacheEntry, CacheSetting, CacheCount], safe=True)
     _add_missing_columns(db)
     return db
 
@@ -250,6 +270,7 @@ class CacheStore:
         self._pending: dict[str, tuple[int, Record | None]] = {}  # None: not to be served until the writer checked it
         self._waiters: dict[int, Future[str]] = {}
         self._hits: dict[str, tuple[int, float]] = {}
+        self._misses: dict[tuple[str, str, str, str], int] = {}  # (day, family, host, model) -> misses
         self._hits_sent = 0.0
         self._lock = threading.Lock()
         self.retrying: str | None = None  # why the writer is trying a batch again, while it is
@@ -372,6 +393,12 @@ class CacheStore:
         if time.monotonic() - self._hits_sent >= HIT_COUNT_INTERVAL:
             self._send_hits()
 
+    def missed(self, family: str, host: str, model: str, when: float) -> None:
+        """Count an LLM call that went upstream; sent to the writer with the hit counts."""
+        where = (_day(when), family, host, model)
+        with self._lock:
+            self._misses[where] = self._misses.get(where, 0) + 1
+
     def flush(self) -> None:
         self._send_hits()
         self._writer.flush()
@@ -394,11 +421,18 @@ class CacheStore:
             family: {"entries": entries, "hits": int(hits or 0), "bytes": int(size or 0)}
             for family, entries, hits, size in rows
         }
+        counted = cast(tuple[int | None, ...], CacheCount.select(
+            fn.SUM(CacheCount.hits), fn.SUM(CacheCount.misses), fn.SUM(CacheCount.input_tokens_saved),
+            fn.SUM(CacheCount.output_tokens_saved)).tuples().get())
+        hits, misses, input_saved, output_saved = (int(value or 0) for value in counted)
         return {
             "database": redact_url(self.url),
             "entries": sum(f["entries"] for f in families.values()),
             "hits": sum(f["hits"] for f in families.values()),
             "families": families,
+            "counted": {"hits": hits, "misses": misses,  # since the cache counts misses
+                        "hit_rate": hits / (hits + misses) if hits + misses else None,
+                        "input_tokens_saved": input_saved, "output_tokens_saved": output_saved},
             "writes": {**self.writes, "waiting": self._writer.unsettled, "lost_by_cause": dict(self.lost),
                        "retrying": self.retrying},
         }
@@ -412,12 +446,19 @@ class CacheStore:
     def _send_hits(self) -> None:
         with self._lock:
             hits, self._hits = self._hits, {}
+            misses, self._misses = self._misses, {}
             self._hits_sent = time.monotonic()
-        if hits and not self._writer.dead:
+        for op in ([HitCounts(hits)] if hits else []) + ([MissCounts(misses)] if misses else []):
+            if self._writer.dead:
+                break
             try:
-                self._writer.submit(HitCounts(hits))
+                self._writer.submit(op)
             except RuntimeError:  # a writer far behind (or just gone): counts are not worth failing a hit for
-                logger.debug("llm-cache: %d hit counts dropped", len(hits))
+                logger.debug("llm-cache: %d counts dropped", len(op))
+
+    def set_upkeep(self, rules: "Upkeep") -> None:
+        """How the writer keeps the cache bounded (options: size, TTL, stale-if-error)."""
+        self._writer.submit(rules)
 
     def set_rules(self, rules: KeyRules) -> None:
         """The key rules changed (options): near misses are explained with the new ones."""
@@ -430,21 +471,7 @@ class CacheStore:
         that would have made it a hit; None when it has no differing neighbour. Raises KeyError
         when no entry (or more than one) has that key."""
         self.flush()
-        rows = cast(list[tuple[str, float, str, str, str, bytes]], list(
-            CacheEntry.select(CacheEntry.key, CacheEntry.created_at, CacheEntry.family, CacheEntry.host,
-                              CacheEntry.model, CacheEntry.request)
-            .where(CacheEntry.key.startswith(key.lower()))
-            .limit(2)
-            .tuples()))
-        if len(rows) != 1:
-            raise KeyError(f"{'no' if not rows else 'more than one'} entry has a key starting with {key!r}")
-        entry, created_at, family, host, model, packed = rows[0]
-        request = unpack_request(bytes(packed), self.rules, Family(family))
-        found = nearest_stored(entry, created_at, Family(family), host, model, request, self.rules)
-        if found is None:
-            return None
-        miss, stored_body, new_body = found
-        return miss, explain.suggestion(miss, stored_body, new_body)
+        return explain_stored(key, self.rules)
 
     def _retrying(self, numbers: list[int], cause: str) -> None:
         """The writer could not write a batch, for a reason that may pass: it tries again."""
@@ -461,6 +488,11 @@ class CacheStore:
                     self._on_near_miss(note)
             elif isinstance(note, NotComplete):  # an answer that was never a success: nothing is lost
                 pass
+            elif isinstance(note, Removed):
+                self.writes["expired"] = self.writes.get("expired", 0) + note.expired
+                self.writes["evicted"] = self.writes.get("evicted", 0) + note.evicted
+                logger.info("llm-cache: deleted %d expired entries and evicted %d least recently used (%.1f MB) "
+                            "to stay under llm_cache_max_size", note.expired, note.evicted, note.evicted_bytes / 2**20)
             elif isinstance(note, Skipped):
                 logger.warning("llm-cache: not storing entry %s: %s", note.key[:12], note.reason)
             else:
@@ -502,10 +534,110 @@ class HitCounts(dict[str, tuple[int, float]]):
     """A writer op: hits per key since the last one, with the time of the latest."""
 
 
+class MissCounts(dict[tuple[str, str, str, str], int]):
+    """A writer op: LLM calls that went upstream, per (day, family, host, model)."""
+
+
+def _day(when: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(when))
+
+
+def _counts(hits: dict[str, tuple[int, float]], misses: dict[tuple[str, str, str, str], int]) -> list[dict[str, Any]]:
+    """CacheCount rows for a batch: each hit under its entry's family, host and model, with the
+    tokens its entry's usage says it saved."""
+    rows: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+
+    def row(where: tuple[str, str, str, str]) -> dict[str, Any]:
+        return rows.setdefault(where, dict(zip(("day", "family", "host", "model"), where, strict=True),
+                                           hits=0, misses=0, input_tokens_saved=0, output_tokens_saved=0))
+
+    for where, count in misses.items():
+        row(where)["misses"] += count
+    for batch in chunked(list(hits), 500):
+        entries = cast(list[tuple[str, str, str, str, int | None, int | None]], list(
+            CacheEntry.select(CacheEntry.key, CacheEntry.family, CacheEntry.host, CacheEntry.model,
+                              CacheEntry.input_tokens, CacheEntry.output_tokens)
+            .where(CacheEntry.key.in_(batch))
+            .tuples()))
+        for key, family, host, model, input_tokens, output_tokens in entries:
+            count, when = hits[key]
+            counted = row((_day(when), family, host, model))
+            counted["hits"] += count
+            counted["input_tokens_saved"] += count * (input_tokens or 0)
+            counted["output_tokens_saved"] += count * (output_tokens or 0)
+    return list(rows.values())
+
+
+def _add_counts(rows: list[dict[str, Any]]) -> None:
+    # EXCLUDED: the row the upsert would have inserted, added to the one there is.
+    added = {column: getattr(CacheCount, column) + getattr(peewee.EXCLUDED, column)
+             for column in ("hits", "misses", "input_tokens_saved", "output_tokens_saved")}
+    for batch in chunked(rows, 100):
+        (CacheCount
+         .insert_many(batch)
+         .on_conflict(conflict_target=[CacheCount.day, CacheCount.family, CacheCount.host, CacheCount.model],
+                      update=added)
+         .execute())
+
+
 class Rules(NamedTuple):
     """A writer op: the key rules near misses are explained with from now on."""
 
     rules: KeyRules
+
+
+class Upkeep(NamedTuple):
+    """A writer op: how the writer keeps the cache bounded from now on, every UPKEEP_EVERY seconds."""
+
+    max_size: int = 0  # bytes of bodies and requests; past it the least recently used entries go (0: no bound)
+    ttl: int = 0  # llm_cache_ttl: entries older are deleted (0: never)
+    delete_expired: bool = True  # False with stale-if-error, which serves expired entries when the upstream fails
+
+
+class Removed(NamedTuple):
+    """A writer note: entries the upkeep deleted."""
+
+    expired: int
+    evicted: int
+    evicted_bytes: int
+
+
+UPKEEP_EVERY = 30.0  # seconds between the writer's checks of expiry and size
+EVICT_TO = 0.9  # an eviction goes this far below llm_cache_max_size, so the next writes do not evict again
+
+# What an entry weighs: SQLite and PostgreSQL read a blob's length from its header, not its pages.
+_ENTRY_SIZE = (fn.LENGTH(CacheEntry.body) + fn.COALESCE(fn.LENGTH(CacheEntry.assembled), 0)
+               + fn.LENGTH(CacheEntry.request))
+
+
+def upkeep(rules: Upkeep, now: float) -> Removed:
+    """Delete expired entries (unless stale-if-error may serve them), then, over max_size, the least
+    recently used (by last hit, else by creation) until the cache is EVICT_TO of it. Runs in the writer."""
+    expired = 0
+    if rules.delete_expired:
+        gone = CacheEntry.expires_at < now
+        if rules.ttl:
+            gone |= CacheEntry.created_at < now - rules.ttl
+        expired = CacheEntry.delete().where(gone).execute()
+    evicted = evicted_bytes = 0
+    if rules.max_size:
+        total = CacheEntry.select(fn.SUM(_ENTRY_SIZE)).scalar() or 0
+        if total > rules.max_size:
+            excess = total - int(rules.max_size * EVICT_TO)
+            oldest = (CacheEntry
+                      .select(CacheEntry.key, _ENTRY_SIZE)
+                      .order_by(fn.COALESCE(CacheEntry.last_hit_at, CacheEntry.created_at))
+                      .tuples()
+                      .iterator())
+            keys = []
+            for key, size in oldest:
+                if evicted_bytes >= excess:
+                    break
+                keys.append(key)
+                evicted_bytes += size
+            for batch in chunked(keys, 500):
+                evicted += CacheEntry.delete().where(CacheEntry.key.in_(batch)).execute()
+    return Removed(expired, evicted, evicted_bytes)
 
 
 def nearest_stored(key: str, created_at: float, family: Family, host: str, model: str, request: dict[str, Any],
@@ -601,6 +733,8 @@ def open_writer(url: str, rules: KeyRules = DEFAULT_RULES) -> Callable[[Sequence
         for op in ops:
             if isinstance(op, Rules):
                 state["rules"] = op.rules
+            elif isinstance(op, Upkeep):
+                state["upkeep"], state["upkept"] = op, float("-inf")  # a new bound applies with this batch
         if _inode(url) != state["inode"]:
             _reopen(state, url)
             notes.append(f"the cache file {redact_url(url)} was deleted or replaced; writing to a new one")
@@ -615,10 +749,14 @@ def open_writer(url: str, rules: KeyRules = DEFAULT_RULES) -> Callable[[Sequence
             except Exception as e:  # one odd entry must not cost the others their place
                 notes.append(Skipped(record.key, f"it cannot be stored ({e})"))
         hits: dict[str, tuple[int, float]] = {}
+        misses: dict[tuple[str, str, str, str], int] = {}
         for op in ops:
             if isinstance(op, HitCounts):
                 for key, (count, when) in op.items():
                     hits[key] = (hits.get(key, (0, 0.0))[0] + count, when)
+            elif isinstance(op, MissCounts):
+                for where, count in op.items():
+                    misses[where] = misses.get(where, 0) + count
         db = state["db"]
         try:
             existing = _present([row["key"] for row in rows])
@@ -631,6 +769,8 @@ def open_writer(url: str, rules: KeyRules = DEFAULT_RULES) -> Callable[[Sequence
                  .update(hit_count=CacheEntry.hit_count + count, last_hit_at=when)
                  .where(CacheEntry.key == key)
                  .execute())
+            if hits or misses:
+                _add_counts(_counts(hits, misses))
             db.commit()
         except Exception as e:
             # A failed COMMIT may already have been rolled back: a second rollback's own error
@@ -644,6 +784,14 @@ def open_writer(url: str, rules: KeyRules = DEFAULT_RULES) -> Callable[[Sequence
                 _reopen(state, url)
             raise Retry(cause) from e
         fresh = [record for record in records if record.key not in existing]
+        if state.get("upkeep") is not None and time.monotonic() - state["upkept"] >= UPKEEP_EVERY:
+            state["upkept"] = time.monotonic()
+            try:
+                removed = upkeep(state["upkeep"], time.time())
+                if removed.expired or removed.evicted:
+                    notes.append(removed)
+            except Exception as e:  # the entries were written; bounding the cache is tried again later
+                notes.append(f"could not delete expired or evict entries: {_first_line(e)}")
         return notes + [Later(functools.partial(_near_miss_of, record, state["rules"])) for record in fresh]
 
     return write
@@ -674,3 +822,226 @@ def _present(keys: list[str]) -> set[str]:
         rows = CacheEntry.select(CacheEntry.key).where(CacheEntry.key.in_(keys[start:start + 500])).tuples()
         found |= {key for (key,) in cast(list[tuple[str]], list(rows))}
     return found
+
+
+# -- the command line's queries (scripts/llm-cache) --
+# Plain functions over the bound database (open_database first): no CacheStore, no writer process,
+# so the command line never starts one beside a proxy that may be running on the same cache.
+
+_LISTED = (CacheEntry.key, CacheEntry.family, CacheEntry.status, CacheEntry.is_stream, CacheEntry.created_at,
+           CacheEntry.host, CacheEntry.model, CacheEntry.input_tokens, CacheEntry.output_tokens,
+           CacheEntry.hit_count, CacheEntry.last_hit_at, CacheEntry.expires_at, CacheEntry.sample, CacheEntry.tags)
+PAGE = 200  # rows per query when every column is read: a page of large streams stays within memory
+
+
+class EntryFilter(NamedTuple):
+    """Which entries a command works on; None leaves a condition out. Times are unix seconds."""
+
+    model: str | None = None
+    host: str | None = None
+    family: str | None = None
+    tag: str | None = None
+    created_before: float | None = None  # --older-than
+    created_after: float | None = None  # --newer-than
+    used_since: float | None = None  # --since: created or last hit at or after
+    text: str | None = None  # in a string of the stored request body, ignoring case
+
+
+EVERY_ENTRY = EntryFilter()
+
+
+def _filtered(query: Any, spec: EntryFilter) -> Any:
+    conditions = []
+    if spec.model is not None:
+        conditions.append(CacheEntry.model == spec.model)
+    if spec.host is not None:
+        conditions.append(CacheEntry.host == spec.host.lower())
+    if spec.family is not None:
+        conditions.append(CacheEntry.family == spec.family)
+    if spec.tag is not None:  # LIKE narrows (it may ignore case, "_" is a wildcard); _wanted decides
+        conditions.append(CacheEntry.tags.contains(f",{spec.tag},"))
+    if spec.created_before is not None:
+        conditions.append(CacheEntry.created_at < spec.created_before)
+    if spec.created_after is not None:
+        conditions.append(CacheEntry.created_at >= spec.created_after)
+    if spec.used_since is not None:
+        conditions.append((CacheEntry.created_at >= spec.used_since) | (CacheEntry.last_hit_at >= spec.used_since))
+    return query.where(*conditions) if conditions else query
+
+
+def _wanted(spec: EntryFilter, tags: str | None, packed: bytes | None) -> bool:
+    """The conditions SQL cannot decide: a tag exactly, text inside the compressed request."""
+    if spec.tag is not None and f",{spec.tag}," not in (tags or ""):
+        return False
+    return spec.text is None or (packed is not None and mentions(bytes(packed), spec.text))
+
+
+def mentions(packed: bytes, text: str) -> bool:
+    """Whether a string in a stored request's body (messages, system, tools…) contains `text`, ignoring case."""
+    needle = text.casefold()
+    pending = [parse_json(zlib.decompress(packed)).get("body")]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if needle in value.casefold():
+                return True
+        elif isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
+
+
+def listed_entries(spec: EntryFilter, limit: int | None = None) -> list[dict[str, Any]]:
+    """Entries matching `spec`, newest first, without their bodies; `size` is what llm_cache_max_size counts."""
+    columns: list[Any] = [*_LISTED, _ENTRY_SIZE.alias("size")]
+    if spec.text is not None:
+        columns.append(CacheEntry.request)
+    query = _filtered(CacheEntry.select(*columns), spec).order_by(CacheEntry.created_at.desc(), CacheEntry.key)
+    found: list[dict[str, Any]] = []
+    for row in query.dicts().iterator():
+        if limit is not None and len(found) >= limit:
+            break
+        if _wanted(spec, row["tags"], row.pop("request", None)):
+            found.append(row)
+    return found
+
+
+def full_entries(spec: EntryFilter = EVERY_ENTRY) -> Iterator[dict[str, Any]]:
+    """Every column of the entries matching `spec`, ordered by key, read a page at a time."""
+    after = ""
+    while True:
+        page = list(_filtered(CacheEntry.select(), spec)
+                    .where(CacheEntry.key > after)
+                    .order_by(CacheEntry.key)
+                    .limit(PAGE)
+                    .dicts())
+        if not page:
+            return
+        after = page[-1]["key"]
+        yield from (row for row in page if _wanted(spec, row["tags"], row["request"]))
+
+
+def entry_by_prefix(prefix: str) -> dict[str, Any]:
+    """Every column of the one entry whose key starts with `prefix`. Raises KeyError when no entry,
+    or more than one, has such a key."""
+    rows = list(CacheEntry.select().where(CacheEntry.key.startswith(prefix.lower())).limit(2).dicts())
+    if len(rows) != 1:
+        raise KeyError(f"{'no' if not rows else 'more than one'} entry has a key starting with {prefix!r}")
+    return cast(dict[str, Any], rows[0])
+
+
+def counted(since: float | None = None) -> dict[str, Any]:
+    """Hits and misses the proxies counted (CacheCount), in all and per model, from the UTC day of
+    `since` on: the hit rate."""
+    query = CacheCount.select(CacheCount.model, fn.SUM(CacheCount.hits), fn.SUM(CacheCount.misses))
+    if since is not None:
+        query = query.where(CacheCount.day >= _day(since))
+    rows = cast(list[tuple[str, int | None, int | None]], list(query.group_by(CacheCount.model).tuples()))
+    models = {model: {"hits": int(hits or 0), "misses": int(misses or 0)} for model, hits, misses in rows}
+    hits, misses = sum(m["hits"] for m in models.values()), sum(m["misses"] for m in models.values())
+    return {"hits": hits, "misses": misses, "hit_rate": hits / (hits + misses) if hits + misses else None,
+            "models": models}
+
+
+def usage_groups(spec: EntryFilter = EVERY_ENTRY) -> list[dict[str, Any]]:
+    """Entries, hits and bytes per (host, model, input_tokens, output_tokens): what stats needs to price
+    each request at its own size (a price can depend on a request's prompt length)."""
+    group = (CacheEntry.host, CacheEntry.model, CacheEntry.input_tokens, CacheEntry.output_tokens)
+    query = (_filtered(CacheEntry.select(*group,
+                                         fn.COUNT(CacheEntry.key).alias("entries"),
+                                         fn.SUM(CacheEntry.hit_count).alias("hits"),
+                                         fn.SUM(_ENTRY_SIZE).alias("bytes")), spec)
+             .group_by(*group)
+             .order_by(*group))
+    return [{**row, "hits": int(row["hits"] or 0), "bytes": int(row["bytes"] or 0)} for row in query.dicts()]
+
+
+def totals() -> tuple[int, int]:
+    """(entries, bytes) of the whole cache."""
+    row = cast(tuple[int, int | None], CacheEntry.select(fn.COUNT(CacheEntry.key), fn.SUM(_ENTRY_SIZE)).tuples().get())
+    return int(row[0]), int(row[1] or 0)
+
+
+def matching_keys(spec: EntryFilter) -> list[str]:
+    columns = [CacheEntry.key, CacheEntry.tags] + ([CacheEntry.request] if spec.text is not None else [])
+    rows = _filtered(CacheEntry.select(*columns), spec).tuples().iterator()
+    return [row[0] for row in rows if _wanted(spec, row[1], row[2] if spec.text is not None else None)]
+
+
+def expired_keys(now: float) -> list[str]:
+    rows = CacheEntry.select(CacheEntry.key).where(CacheEntry.expires_at < now).tuples()
+    return [key for (key,) in cast(list[tuple[str]], list(rows))]
+
+
+def least_recently_used(max_bytes: int) -> list[str]:
+    """The keys to delete, least recently used first (last hit, else recorded), for the cache's entries
+    to take at most `max_bytes`."""
+    total = totals()[1]
+    query = (CacheEntry.select(CacheEntry.key, _ENTRY_SIZE)
+             .order_by(fn.COALESCE(CacheEntry.last_hit_at, CacheEntry.created_at), CacheEntry.key)
+             .tuples())
+    victims: list[str] = []
+    for key, size in query.iterator():
+        if total <= max_bytes:
+            break
+        victims.append(key)
+        total -= int(size or 0)
+    return victims
+
+
+def delete_keys(keys: Sequence[str], progress: Callable[[int], None] | None = None) -> int:
+    """Delete these entries, 500 at a time (within SQLite's bound on parameters); returns how many went."""
+    deleted = 0
+    for start in range(0, len(keys), 500):
+        deleted += CacheEntry.delete().where(CacheEntry.key.in_(list(keys[start:start + 500]))).execute()
+        if progress is not None:
+            progress(min(start + 500, len(keys)))
+    return deleted
+
+
+def delete_every_entry() -> int:
+    return CacheEntry.delete().execute()
+
+
+def upsert_entries(rows: Iterable[dict[str, Any]], progress: Callable[[int], None] | None = None) -> int:
+    """Insert entries (every column but hit_count and last_hit_at), replacing any of the same key;
+    an entry already there keeps its hit count. Returns how many were written."""
+    db = cast(Database, database.obj)
+    content = [field for name, field in CacheEntry._meta.fields.items()
+               if name not in ("key", "hit_count", "last_hit_at")]
+    written = 0
+    for page in chunked(rows, PAGE):
+        with db.atomic():
+            for batch in chunked(page, 40):  # within SQLite's bound on parameters per statement
+                CacheEntry.insert_many(batch).on_conflict(conflict_target=[CacheEntry.key],
+                                                          preserve=content).execute()
+        written += len(page)
+        if progress is not None:
+            progress(written)
+    return written
+
+
+def vacuum() -> None:
+    """Give deleted entries' space back: SQLite rewrites the file (and empties the WAL); PostgreSQL
+    marks it reusable (VACUUM FULL would lock the table a running proxy reads)."""
+    db = cast(Database, database.obj)
+    if db.__class__.__name__.startswith("Sqlite"):
+        db.execute_sql("VACUUM")
+        db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    else:
+        db.execute_sql(f"VACUUM {CacheEntry._meta.table_name}")
+
+
+def explain_stored(key: str, rules: KeyRules = DEFAULT_RULES) -> tuple[explain.NearMiss, str] | None:
+    """CacheStore.explain without a store: the near miss of the entry whose key starts with `key` and
+    the config.yaml text of a rule that would have made it a hit; None when it has no differing
+    neighbour. Raises KeyError when no entry (or more than one) has that key."""
+    row = entry_by_prefix(key)
+    family = Family(row["family"])
+    request = unpack_request(bytes(row["request"]), rules, family)
+    found = nearest_stored(row["key"], row["created_at"], family, row["host"], row["model"], request, rules)
+    if found is None:
+        return None
+    miss, stored_body, new_body = found
+    return miss, explain.suggestion(miss, stored_body, new_body)

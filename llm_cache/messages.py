@@ -3,6 +3,7 @@ the package besides the hook steps (serving, recording) that knows mitmproxy's t
 
 import copy
 import time
+from email.utils import formatdate
 
 from mitmproxy import http
 from mitmproxy.net.http import status_codes
@@ -12,6 +13,7 @@ from llm_cache.decode import TooLarge, decode
 MARK_HIT = ":zap:"
 MARK_STORED = ":floppy_disk:"
 MARK_NOT_STORED = ":red_circle:"
+MARK_BYPASS = ":fast_forward:"
 
 # Answers are built here, not by `http.Response.make`: mitmproxy type-checks every field of a new
 # message with typing introspection (MessageData.__post_init__, whenever Python runs without -O),
@@ -71,7 +73,26 @@ def content(message: http.Message, limit: int) -> bytes:
     return raw
 
 
-def mark(flow: http.HTTPFlow, mark: str, comment: str) -> None:
-    """What a mitmweb user sees: filter `~marked` for the cache's work."""
+def note(flow: http.HTTPFlow, mark: str, outcome: str, *, key: str = "", detail: str = "") -> None:
+    """What a mitmweb user sees of the cache's work (`~marked` finds every flow it recognised): the
+    outcome first (`HIT`, `MISS stored`, `MISS skipped: …`, `BYPASS: …`), so the comment column
+    says it even when it is narrow, then what else there is to know, then the entry's key."""
     flow.marked = mark
-    flow.comment = comment
+    flow.comment = " · ".join(part for part in (outcome, detail, key[:12]) if part)
+
+
+_date: tuple[int, str] = (0, "")
+
+
+def http_date(now: float) -> str:
+    """`now` as an HTTP Date, made once a second."""
+    global _date
+    second = int(now)
+    if _date[0] != second:
+        _date = (second, formatdate(second, usegmt=True))
+    return _date[1]
+
+
+def with_date(headers: list[tuple[str, str]], now: float) -> list[tuple[str, str]]:
+    """A replayed answer's headers with today's Date, as mitmproxy's server replay gives it."""
+    return [(name, http_date(now)) if name.lower() == "date" else (name, value) for name, value in headers]

@@ -17,6 +17,7 @@ class Option(NamedTuple):
     type: Any
     default: Any
     help: str
+    choices: Sequence[str] | None = None  # mitmweb and the console offer these as a list
 
     @property
     def full_name(self) -> str:
@@ -33,7 +34,7 @@ SETTINGS: tuple[Option, ...] = (
     Option("mode", str, _DEFAULT.mode.value,
            "record (answer hits, record misses), replay (never go upstream: a miss is a 400 "
            "naming the closest stored request), refresh (always go upstream and overwrite), readonly (never "
-           "write), writeonly (never answer from the cache) or off."),
+           "write), writeonly (never answer from the cache) or off.", [mode.value for mode in policy.Mode]),
     Option("ttl", int, _DEFAULT.ttl,
            "Seconds an entry is served for; 0 = forever. A request may set its own with X-LLM-Cache-TTL."),
     Option("stale_if_error", bool, _DEFAULT.stale_if_error,
@@ -47,8 +48,12 @@ SETTINGS: tuple[Option, ...] = (
     Option("max_request_bytes", int, _DEFAULT.max_request_bytes, "Larger requests pass through uncached."),
     Option("max_response_bytes", int, _DEFAULT.max_response_bytes,
            "Larger responses are passed on but not recorded."),
+    Option("max_size", int, _DEFAULT.max_size,
+           "Bytes the cache may hold (answers and requests); past it the least recently used entries are "
+           "evicted, checked every 30 s. 0: no bound. Expired entries are deleted unless stale-if-error is on."),
     Option("temperature", str, _DEFAULT.temperature.value,
-           "any, or deterministic: cache only requests with temperature 0 or a seed."),
+           "any, or deterministic: cache only requests with temperature 0 or a seed.",
+           [temperature.value for temperature in policy.Temperature]),
     Option("scan_secrets", bool, _DEFAULT.scan_secrets,
            "Never record a request whose content carries a credential (API keys, AWS keys, private keys, "
            "bearer tokens, password= assignments)."),
@@ -70,13 +75,15 @@ SETTINGS: tuple[Option, ...] = (
            "text, or the path of a .yaml file. See the README's Agents section."),
     Option("scope", str, _DEFAULT.scope.value,
            "global (one shared cache) or credential (entries kept apart per API key, by an HMAC of it; never "
-           "the key itself)."),
+           "the key itself).", [scope.value for scope in policy.Scope]),
     Option("compat_headers", bool, _DEFAULT.compat_headers,
            "Also send the headers of the caches users switch from: X-Computer-Use-Cache, X-Code-Model-Cache "
            "and a Cachecore-style X-Cache with X-Cache-Age."),
     Option("refuse_websocket", bool, _DEFAULT.refuse_websocket,
            "Answer a WebSocket upgrade to a /responses endpoint (the Codex CLI tries one first) with HTTP 426, "
            "so the client falls back to HTTP and SSE, which is cached."),
+    Option("refresh_date", bool, _DEFAULT.refresh_date,
+           "Give a hit today's Date header, as mitmproxy's server replay does; off: the recorded one."),
     Option("single_flight_wait", int, _DEFAULT.single_flight_wait,
            "Seconds identical fresh requests wait for the first of them, in flight, to be answered, instead of "
            "each going upstream; 0 sends every one upstream."),
@@ -91,6 +98,23 @@ SETTINGS: tuple[Option, ...] = (
 OPTIONS: tuple[Option, ...] = (DB, *SETTINGS)
 SETTINGS_NAMES = frozenset(option.full_name for option in SETTINGS)
 DEFAULTS: dict[str, Any] = {option.name: option.default for option in SETTINGS}  # settings_from's input
+
+
+def command_line_sets(argv: Sequence[str]) -> dict[str, list[str]]:
+    """The `--set llm_cache_*=VALUE` of a mitmdump command line, by option (a list option may be set
+    several times). mitmproxy applies config.yaml after the command line to options an addon
+    declares (mitmproxy#5069); addon.py puts these back, so the command line wins as it does for
+    mitmproxy's own options."""
+    names = {option.full_name for option in OPTIONS}
+    found: dict[str, list[str]] = {}
+    for at, arg in enumerate(argv):
+        spec = argv[at + 1] if arg == "--set" and at + 1 < len(argv) else arg.removeprefix("--set=")
+        if spec is arg and not arg.startswith("--set="):
+            continue
+        name, _, value = spec.partition("=")
+        if name in names:
+            found.setdefault(name, []).append(value)
+    return found
 
 
 def settings_from_values(value_of: Callable[[str], Any]) -> policy.Settings:

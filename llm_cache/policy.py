@@ -74,6 +74,8 @@ class Settings:
     samples: int = 1
     scope: Scope = Scope.GLOBAL
     compat_headers: bool = False
+    refresh_date: bool = True  # a hit's Date header is today's
+    max_size: int = 0  # bytes; past it the writer evicts the least recently used entries (0: no bound)
     refuse_websocket: bool = True  # Codex CLI: answer its WebSocket upgrade with 426 so it falls back to SSE
     write_retry: int = 120  # seconds a write that failed for a reason that may pass is tried again
     lookup_timeout_ms: int = 200  # a lookup in a database across the network, at most
@@ -152,6 +154,8 @@ def settings_from(options: Mapping[str, Any]) -> Settings:
         scope=parse_enum(Scope, "llm_cache_scope", options["scope"]),
         compat_headers=options["compat_headers"],
         refuse_websocket=options["refuse_websocket"],
+        refresh_date=options["refresh_date"],
+        max_size=parse_non_negative("llm_cache_max_size", options["max_size"]),
         write_retry=parse_non_negative("llm_cache_write_retry", options["write_retry"]),
         lookup_timeout_ms=parse_non_negative("llm_cache_lookup_timeout_ms", options["lookup_timeout_ms"]),
         single_flight_wait=parse_non_negative("llm_cache_single_flight_wait", options["single_flight_wait"]),

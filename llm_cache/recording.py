@@ -65,8 +65,9 @@ def _relayed(rt: Runtime, flow: http.HTTPFlow, state: FlowState, response: http.
     messages.add_headers(response.headers, status_headers(Status.HIT, key=state["entry_key"], age=0,
                                                           compat=rt.settings.compat_headers))
     response.stream = True
-    messages.mark(flow, MARK_HIT,
-                  f"llm-cache HIT {state['entry_key'][:12]} the live stream of an identical request in flight")
+    flow.is_replay = "response"
+    messages.note(flow, MARK_HIT, "HIT", key=state["entry_key"],
+                  detail="the live stream of an identical request in flight")
 
 
 def response(rt: Runtime, flow: http.HTTPFlow) -> Later:
@@ -78,10 +79,12 @@ def response(rt: Runtime, flow: http.HTTPFlow) -> Later:
     if stale is not None and flow.response.status_code in STALE_STATUSES and serve_stale(rt, flow, stale):
         release(rt, state, None)
         return None
+    _count_miss(rt, state)
     outcome = _record(rt, flow, state)
     release(rt, state, None)  # a leader that recorded its answer has shared it already
     if isinstance(flow.response.stream, StreamTee):  # a streamed answer's headers are gone: mitmweb says it
         _recorded(flow, state, outcome if isinstance(outcome, str) else _later(rt, flow, state, outcome))
+        _keep_body(flow.response, flow.response.stream)
         return None
     if isinstance(outcome, str):
         _answered(rt, flow, state, outcome)
@@ -97,11 +100,30 @@ def error(rt: Runtime, flow: http.HTTPFlow) -> None:
     state: FlowState | None = flow.metadata.get(META)
     if not state:
         return
+    if state.get("status") == Status.MISS and "store" not in state:  # the response hook never ran
+        _count_miss(rt, state)
     if (state.get("status") == Status.MISS and "store" not in state and flow.response is not None
             and isinstance(flow.response.stream, StreamTee)):
         outcome = _record(rt, flow, state, ended_early=True)
         _recorded(flow, state, outcome if isinstance(outcome, str) else _later(rt, flow, state, outcome))
+        _keep_body(flow.response, flow.response.stream)
     release(rt, state, None)
+
+
+def _count_miss(rt: Runtime, state: FlowState) -> None:
+    """An LLM call that went upstream, for the hit rate (batched with the hit counts, written by the writer)."""
+    store = rt.stores.store
+    if store is not None:
+        store.missed(state["route"].family.value, state["target"].host, state["model"], time.time())
+
+
+def _keep_body(response: http.Response, tee: StreamTee) -> None:
+    """mitmproxy keeps no streamed body (unless store_streamed_bodies is on): the flow gets the
+    tee's copy, so mitmweb shows what was recorded and a saved flow keeps it. Only a body that was
+    not encoded, as its headers still say."""
+    if not response.data.content and tee.plain and tee.body:  # store_streamed_bodies may have kept it
+        response.data.content = bytes(tee.body)
+    tee.body = bytearray()
 
 
 async def _answer_when_stored(rt: Runtime, flow: http.HTTPFlow, state: FlowState, stored: Future[str]) -> None:
@@ -143,10 +165,11 @@ def _later(rt: Runtime, flow: http.HTTPFlow, state: FlowState, stored: Future[st
 
 def _recorded(flow: http.HTTPFlow, state: FlowState, outcome: str) -> None:
     state["store"] = outcome
-    mark = MARK_STORED if outcome == "stored" else MARK_NOT_STORED
     near = flow.comment.partition("\nnear miss: ")[2]  # a near miss may have been noted first
-    messages.mark(flow, mark, f"llm-cache MISS {state['request_key'][:12]} {outcome}"
-                  + (f"\nnear miss: {near}" if near else ""))
+    messages.note(flow, MARK_STORED if outcome == "stored" else MARK_NOT_STORED, f"MISS {outcome}",
+                  key=state["request_key"])
+    if near:
+        flow.comment += f"\nnear miss: {near}"
 
 
 def _record(rt: Runtime, flow: http.HTTPFlow, state: FlowState, *, ended_early: bool = False) -> Outcome:

@@ -37,6 +37,7 @@ class Runtime:
         self.settings = self.stores.settings = settings
         if self.stores.store is not None:
             self.stores.store.set_rules(settings.key_rules)
+            self.stores.store.set_upkeep(self.stores.upkeep())
 
     def running(self) -> None:
         self.loop = self.near_misses.loop = asyncio.get_running_loop()

@@ -21,7 +21,7 @@ from llm_cache.endpoints import PASSED_THROUGH, Wire, is_websocket_upgrade, rout
 from llm_cache.flights import Flight, Relayed
 from llm_cache.flowstate import META, FlowState
 from llm_cache.lookup import Found, find_entry
-from llm_cache.messages import MARK_HIT, MARK_NOT_STORED
+from llm_cache.messages import MARK_BYPASS, MARK_HIT, MARK_NOT_STORED
 from llm_cache.plan import Plan, is_expired, plan_for
 from llm_cache.records import Record
 from llm_cache.runtime import Runtime
@@ -64,9 +64,9 @@ def recognise(rt: Runtime, flow: http.HTTPFlow) -> None:
         "user_agent": named.get("user-agent", ""),
         "partition": rt.partition(controls.namespace, fields, query),
     }
-    if route.family in PASSED_THROUGH:
-        state.update({"status": Status.BYPASS, "reason": PASSED_THROUGH[route.family]})
     flow.metadata[META] = state
+    if route.family in PASSED_THROUGH:
+        _bypass(flow, state, PASSED_THROUGH[route.family])
 
 
 def look_up(rt: Runtime, flow: http.HTTPFlow) -> Later:
@@ -82,8 +82,7 @@ def look_up(rt: Runtime, flow: http.HTTPFlow) -> Later:
     try:
         raw = messages.content(flow.request, settings.max_request_bytes)
     except TooLarge:  # decoding stopped at the limit: a compression bomb is never inflated whole
-        state.update({"status": Status.BYPASS,
-                      "reason": f"request over llm_cache_max_request_bytes ({settings.max_request_bytes} bytes)"})
+        _bypass(flow, state, f"request over llm_cache_max_request_bytes ({settings.max_request_bytes} bytes)")
         return None
     except ValueError as e:  # an encoding that does not decode: not ours to judge
         rt.failures.passed_through("reading the request body", e)
@@ -102,7 +101,7 @@ def look_up(rt: Runtime, flow: http.HTTPFlow) -> Later:
     controls = state["controls"]
     plan = plan_for(settings, controls, facts, family=state["route"].family, host=state["target"].host)
     if plan.bypass:
-        state.update({"status": Status.BYPASS, "reason": plan.bypass})
+        _bypass(flow, state, plan.bypass)
         return None
     key = keys.cache_key(state["target"], facts.digest, state["partition"])
     wire = state["route"].stream_wire if facts.stream else Wire.JSON
@@ -175,14 +174,24 @@ def _decide(rt: Runtime, flow: http.HTTPFlow, found: Found, plan: Plan, now: flo
     return _lead_or_follow(rt, flow, plan)
 
 
+def _bypass(flow: http.HTTPFlow, state: FlowState, reason: str) -> None:
+    state.update({"status": Status.BYPASS, "reason": reason})
+    messages.note(flow, MARK_BYPASS, f"BYPASS: {reason}")
+
+
 def answer_from(rt: Runtime, flow: http.HTTPFlow, status: Status, answer: answers.Answer, record: Record,
                 now: float, *, shared: bool = False) -> None:
-    """Answer from the proxy, with the headers that say what the cache did."""
+    """Answer from the proxy, with the headers that say what the cache did: a replay, as mitmproxy's
+    server replay marks one (mitmdump prints `[replay]`, `~replays` finds it), with today's Date
+    unless llm_cache_refresh_date is off."""
     age = max(0, int(now - record.created_at))
+    if rt.settings.refresh_date:
+        answer = answer._replace(headers=messages.with_date(answer.headers, now))
     respond(rt, flow, answer, status, key=record.key, age=age)
+    flow.is_replay = "response"
     flow.metadata[META]["status"] = status
     how = "the answer of an identical request in flight" if shared else f"age {age}s"
-    messages.mark(flow, MARK_HIT, f"llm-cache {status} {record.key[:12]} {how}")
+    messages.note(flow, MARK_HIT, status.value, key=record.key, detail=how)
 
 
 def respond(rt: Runtime, flow: http.HTTPFlow, answer: answers.Answer, status: Status, **details: Any) -> None:
@@ -210,13 +219,14 @@ def _fail_replay_miss(rt: Runtime, flow: http.HTTPFlow, closest: str) -> None:
     answer, why = replay_misses.answer(rt.settings, state, closest)
     respond(rt, flow, answer, Status.REPLAY_MISS, key=state["request_key"], reason=why)
     state["status"] = Status.REPLAY_MISS  # answered here: nothing for the response hooks to record
-    messages.mark(flow, MARK_NOT_STORED, f"llm-cache MISS {state['request_key'][:12]} not in cache ({why})")
+    messages.note(flow, MARK_NOT_STORED, "MISS not in the cache, not sent upstream", key=state["request_key"],
+                  detail=why)
 
 
 def _refuse_websocket(rt: Runtime, flow: http.HTTPFlow) -> None:
     reason = "WebSocket upgrade refused (llm_cache_refuse_websocket); the client falls back to HTTP"
     respond(rt, flow, answers.refused_websocket(), Status.BYPASS, reason=reason)
-    messages.mark(flow, MARK_NOT_STORED, f"llm-cache BYPASS: {reason}")
+    messages.note(flow, MARK_BYPASS, f"BYPASS: {reason}")
 
 
 # -- single flight: identical misses in flight share one upstream call -------------------------

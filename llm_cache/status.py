@@ -8,6 +8,7 @@ BYPASS) with `X-Cache-Age`.
 """
 
 from enum import StrEnum
+from typing import Any
 
 
 class Status(StrEnum):
@@ -64,6 +65,29 @@ def status_headers(
         if age is not None:
             headers.append(("X-Cache-Age", str(age)))
     return headers
+
+
+def stats_table(stats: dict[str, Any]) -> list[list[str]]:
+    """llmcache.stats as a table (mitmweb and the console show rows): entries, hits and bytes per
+    endpoint family and in all, then what the writer did this run."""
+    rows = [["family", "entries", "hits", "bytes"]]
+    for family, counts in sorted(stats["families"].items()):
+        rows.append([family, str(counts["entries"]), str(counts["hits"]), str(counts["bytes"])])
+    total = sum(counts["bytes"] for counts in stats["families"].values())
+    rows.append(["all", str(stats["entries"]), str(stats["hits"]), str(total)])
+    counted = stats["counted"]
+    if counted["hit_rate"] is not None:
+        rate = f"{counted['hit_rate']:.1%}"
+        rows.append(["hit rate", rate, f"{counted['hits']} hits", f"{counted['misses']} misses"])
+        rows.append(["tokens saved", f"input {counted['input_tokens_saved']}",
+                     f"output {counted['output_tokens_saved']}", ""])
+    writes = stats["writes"]
+    rows.append(["this run", f"stored {writes['stored']}", f"lost {writes['lost']}", f"waiting {writes['waiting']}"])
+    if writes.get("retrying"):
+        rows.append(["retrying", writes["retrying"], "", ""])
+    for cause, count in sorted(writes.get("lost_by_cause", {}).items()):
+        rows.append(["lost", cause, str(count), ""])
+    return rows
 
 
 def store_headers(outcome: str, *, compat: bool = False) -> list[tuple[str, str]]:

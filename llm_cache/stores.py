@@ -75,6 +75,7 @@ class Stores:
         try:
             self.store = cache_models.CacheStore(self.url, self.settings.key_rules, self._on_near_miss,
                                                  write_retry=self.settings.write_retry)
+            self.store.set_upkeep(self.upkeep())
         except Exception as e:
             self.store = None
             self.reopen_at = time.monotonic() + REOPEN_AFTER
@@ -83,6 +84,12 @@ class Stores:
             logger.info("llm-cache: cache database %s", self.redacted)
         finally:
             self._opening = False
+
+    def upkeep(self) -> cache_models.Upkeep:
+        """How the writer keeps the cache bounded, from the settings."""
+        settings = self.settings
+        return cache_models.Upkeep(max_size=settings.max_size, ttl=settings.ttl,
+                                   delete_expired=not settings.stale_if_error)
 
     def close(self) -> None:
         if self.store is not None:

@@ -20,8 +20,8 @@ class StreamTee:
         self.problem: str | None = None
         self._decoder: Decoder | None = None
         # Almost every stream is not encoded: kept as it comes, with no decoder in between.
-        self._plain = content_encoding.strip().lower() in ("", "identity")
-        if not self._plain:
+        self.plain = content_encoding.strip().lower() in ("", "identity")
+        if not self.plain:
             try:
                 self._decoder = Decoder(content_encoding, limit)
             except ValueError as e:
@@ -32,7 +32,7 @@ class StreamTee:
             self._listener(data)
         if not data:  # mitmproxy's end-of-message call
             self.finished = True
-        elif self._plain:  # called once per chunk, hundreds of times per agent answer: kept short
+        elif self.plain:  # called once per chunk, hundreds of times per agent answer: kept short
             self.body += data
             if len(self.body) > self._limit:
                 self._give_up(f"stream larger than {self._limit} bytes")
@@ -49,4 +49,4 @@ class StreamTee:
         self.problem = problem
         self.body = bytearray()
         self._decoder = None
-        self._plain = False
+        self.plain = False

@@ -1,6 +1,7 @@
 """The addon through mitmproxy's own test helpers: hooks called in the order mitmproxy calls them."""
 
 import asyncio
+import email.utils
 import gzip
 import io
 import logging
@@ -94,10 +95,13 @@ def stored(cache):
 def test_miss_is_recorded_then_answered_from_the_cache(cache):
     miss = send(cache, llm_flow())
     assert miss.response is None and miss.metadata["llm_cache"]["status"] == "MISS"
-    upstream(cache, miss, body=orjson.dumps(COMPLETION), headers=[(b"set-cookie", b"s=1"), (b"x-request-id", b"r1")])
+    upstream(cache, miss, body=orjson.dumps(COMPLETION), headers=[(b"set-cookie", b"s=1"), (b"x-request-id", b"r1"),
+                                                                  (b"date", b"Mon, 01 Jan 2024 00:00:00 GMT")])
     assert miss.response.headers["X-LLM-Cache"] == "MISS"
     assert miss.response.headers["X-LLM-Cache-Store"] == "stored"
-    assert miss.marked == messages.MARK_STORED and "MISS" in miss.comment
+    key = miss.metadata["llm_cache"]["request_key"]
+    assert miss.marked == messages.MARK_STORED and miss.comment == f"MISS stored · {key[:12]}"
+    assert not miss.is_replay
 
     hit = send(cache, llm_flow())
     assert hit.response is not None
@@ -106,8 +110,31 @@ def test_miss_is_recorded_then_answered_from_the_cache(cache):
     assert hit.response.headers["X-LLM-Cache-Key"] == miss.metadata["llm_cache"]["request_key"]
     assert hit.response.headers["X-LLM-Cache-Age"] == "0"
     assert hit.response.headers["x-request-id"] == "r1" and "set-cookie" not in hit.response.headers
-    assert hit.marked == messages.MARK_HIT and hit.comment.startswith("llm-cache HIT")
+    assert hit.marked == messages.MARK_HIT and hit.comment == f"HIT · age 0s · {key[:12]}"
+    assert hit.is_replay == "response"  # as mitmproxy's server replay marks one: `~replays`, mitmdump's [replay]
+    assert hit.response.headers["date"] != "Mon, 01 Jan 2024 00:00:00 GMT"  # today's, as server replay gives it
+    assert abs(email.utils.parsedate_to_datetime(hit.response.headers["date"]).timestamp() - time.time()) < 5
     assert stored(cache) == 1 and cache.store.stats()["hits"] == 1
+    with taddons.context(cache) as tctx:
+        tctx.configure(cache, llm_cache_refresh_date=False)
+        assert send(cache, llm_flow()).response.headers["date"] == "Mon, 01 Jan 2024 00:00:00 GMT"
+
+
+def test_every_recognised_flow_is_marked_outcome_first(cache):
+    bypass = send(cache, llm_flow(extra_headers=[(b"x-cache-bypass", b"true")]))
+    assert bypass.marked == messages.MARK_BYPASS and bypass.comment == "BYPASS: X-Cache-Bypass: true"
+    failed = upstream(cache, send(cache, llm_flow({**CHAT, "seed": 1})), status=500, body=b'{"error": {}}')
+    assert failed.comment.startswith("MISS skipped: upstream status 500 · ")
+    other = send(cache, tflow.tflow(req=tutils.treq(method=b"GET", path=b"/index.html")))
+    assert not other.marked and not other.comment
+
+
+def test_a_recorded_stream_stays_in_its_flow_for_mitmweb(cache):
+    body = openai_chat.synthesise(COMPLETION, include_usage=False)
+    flow = upstream(cache, send(cache, llm_flow({**CHAT, "stream": True})), content_type="text/event-stream",
+                    chunks=[body[:50], body[50:]])
+    assert flow.metadata["llm_cache"]["store"] == "stored"
+    assert flow.response.content == body  # mitmproxy keeps no streamed body: "Content is missing" without this
 
 
 @pytest.mark.parametrize("status, body, headers", [
@@ -259,7 +286,8 @@ def test_a_stream_is_never_served_before_the_writer_has_checked_it(cache, monkey
     request = {**CHAT, "stream": True}
     broken = b'data: {"error": {"message": "overloaded"}}\n\ndata: [DONE]\n\n'
     first = upstream(cache, send(cache, llm_flow(request)), content_type="text/event-stream", chunks=[broken])
-    assert first.metadata["llm_cache"]["store"].startswith("queued: not written yet") and len(held) == 1
+    assert first.metadata["llm_cache"]["store"].startswith("queued: not written yet")
+    assert [type(op).__name__ for op in held] == ["Record", "MissCounts"]
     again = send(cache, llm_flow(request))
     assert again.response is None and again.metadata["llm_cache"]["status"] == "MISS"
 
@@ -400,8 +428,13 @@ def test_relative_sqlite_paths_live_in_the_confdir(cache, tmp_path):
 def test_stats_and_clear_commands(cache):
     upstream(cache, send(cache, llm_flow()), body=orjson.dumps(COMPLETION))
     send(cache, llm_flow())
-    stats = orjson.loads(cache.stats())
-    assert stats["entries"] == 1 and stats["hits"] == 1 and stats["families"]["openai.chat"]["entries"] == 1
+    table = cache.stats()
+    assert table[0] == ["family", "entries", "hits", "bytes"]
+    assert table[1][:3] == ["openai.chat", "1", "1"] and table[2][:3] == ["all", "1", "1"]
+    rows = {row[0]: row[1:] for row in table}
+    assert rows["hit rate"] == ["50.0%", "1 hits", "1 misses"]  # one miss went upstream, one hit did not
+    assert rows["tokens saved"] == ["input 1", "output 2", ""]  # the hit's entry's usage
+    assert rows["this run"] == ["stored 1", "lost 0", "waiting 0"]
     assert cache.clear() == 1
     assert send(cache, llm_flow()).response is None
 
@@ -576,9 +609,9 @@ async def test_a_recorded_near_miss_is_logged_and_added_to_its_flows_comment(cac
         await asyncio.sleep(0.02)
     entry = second.metadata["llm_cache"]["entry_key"]
     assert f"near miss: {entry[:12]} differs from {first.metadata['llm_cache']['entry_key'][:12]}" in second.comment
-    assert second.comment.startswith("llm-cache MISS") and "near miss" not in first.comment
+    assert second.comment.startswith("MISS stored") and "near miss" not in first.comment
     assert f"llmcache.explain {entry[:12]}" in caplog.text
-    explained = cache.explain(entry[:12])
+    explained = "\n".join(cache.explain(entry[:12]))
     assert "messages[0].content" in explained and "(?<=run )[0-9]+" in explained
     with pytest.raises(exceptions.CommandError, match="no entry has a key starting with 'ffff'"):
         cache.explain("ffff")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 
 from tests.support.procs import ROOT, Mitmdump, clean_env, failed_start, stop_pid
 
@@ -81,14 +82,13 @@ def test_mitmweb_shows_hits_and_misses(tmp_path: Path, fake, certs):
             if len(flows) == 4 or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
-        seen = [(f["request"]["path"], f["marked"], f["comment"].split(" ")[:2]) for f in flows]
+        seen = [(f["request"]["path"], f["marked"], f["comment"].split(" · ")[0], f["is_replay"]) for f in flows]
         assert seen == [
-            ("/v1/chat/completions", "💾", ["llm-cache", "MISS"]),
-            ("/v1/chat/completions", "⚡", ["llm-cache", "HIT"]),
-            ("/v1/models", "", [""]),
-            ("/v1/chat/completions", "🔴", ["llm-cache", "MISS"]),
+            ("/v1/chat/completions", "💾", "MISS stored", None),
+            ("/v1/chat/completions", "⚡", "HIT", "response"),
+            ("/v1/models", "", "", None),
+            ("/v1/chat/completions", "🔴", "MISS skipped: upstream status 500", None),
         ]
-        assert flows[3]["comment"].endswith("skipped: upstream status 500")
 
         # The commands, as mitmweb's command bar (or its API) runs them.
         with httpx.Client(base_url=f"http://127.0.0.1:{web_port}", trust_env=False) as ui:
@@ -96,9 +96,8 @@ def test_mitmweb_shows_hits_and_misses(tmp_path: Path, fake, certs):
             # The UI gets its XSRF cookie over the websocket; tornado takes any matching cookie/header pair.
             ui.cookies.set("_mitmproxy_xsrf", "11223344")
             xsrf = {"X-XSRFToken": "11223344"}
-            stats = orjson.loads(ui.post("/commands/llmcache.stats", json={"arguments": []}, headers=xsrf)
-                                 .json()["value"])
-            assert (stats["entries"], stats["hits"], stats["families"]["openai.chat"]["entries"]) == (1, 1, 1)
+            table = ui.post("/commands/llmcache.stats", json={"arguments": []}, headers=xsrf).json()["value"]
+            assert table[0] == ["family", "entries", "hits", "bytes"] and table[1][:3] == ["openai.chat", "1", "1"]
             def run(command, *arguments):
                 return ui.post(f"/commands/{command}", json={"arguments": list(arguments)}, headers=xsrf).json()
 
@@ -114,11 +113,45 @@ def test_a_bad_database_option_stops_mitmdump_with_a_clear_message(tmp_path):
     assert "llm_cache_db must be a database URL with one of the schemes sqlite, postgres, postgresql" in output
 
 
-def test_scripts_run_web_starts_mitmweb(tmp_path):
+def repo_copy(folder: Path) -> Path:
+    """What a clone holds, in `folder` (scripts/run makes its CA and cache there), with our .venv."""
     for name in REPO_FILES:
         source = ROOT / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
-    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, folder / name)
+    (folder / ".venv").symlink_to(ROOT / ".venv")
+    return folder
+
+
+def until(proc: subprocess.Popen, *wanted: str) -> str:
+    """A started process's output up to the line where every wanted text has appeared."""
+    assert proc.stdout is not None
+    seen = ""
+    for line in proc.stdout:
+        seen += line
+        if all(text in seen for text in wanted):
+            return seen
+    raise AssertionError(f"the process ended without saying {wanted}: {seen}")
+
+
+def test_scripts_run_lets_the_command_line_win_over_config_yaml(tmp_path):
+    # mitmproxy applies config.yaml after --set to the options an addon declares (mitmproxy#5069).
+    repo = repo_copy(tmp_path)
+    proc = subprocess.Popen(
+        [str(repo / "scripts" / "run"), "--listen-port", "0", "--set", "llm_cache_db=sqlite:///elsewhere.sqlite3",
+         "--set", "llm_cache_mode=replay"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env(),
+    )
+    try:
+        seen = until(proc, "Point an agent at it")
+    finally:
+        stop_pid(proc)
+    assert f"caching LLM calls in sqlite:///{repo}/elsewhere.sqlite3 (mode replay)" in seen
+    assert "--set llm_cache_db on the command line wins over config.yaml" in seen
+    assert not (repo / "llm-cache.sqlite3").exists()  # config.yaml's database was never opened
+
+
+def test_scripts_run_web_starts_mitmweb(tmp_path):
+    repo_copy(tmp_path)
     web_port = free_port()
     proc = subprocess.Popen(
         [str(tmp_path / "scripts" / "run"), "--web", "--listen-port", "0", "--set", f"web_port={web_port}",
@@ -126,12 +159,7 @@ def test_scripts_run_web_starts_mitmweb(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env(),
     )
     try:
-        assert proc.stdout is not None
-        seen = ""
-        for line in proc.stdout:
-            seen += line
-            if "Point an agent at it" in seen and f"Web server listening at http://127.0.0.1:{web_port}/" in seen:
-                break
+        seen = until(proc, "Point an agent at it", f"Web server listening at http://127.0.0.1:{web_port}/")
         assert "Loading script" in seen and "addon.py" in seen
         token = seen.split("?token=")[1].split()[0]
         assert httpx.get(f"http://127.0.0.1:{web_port}/flows?token={token}", trust_env=False).json() == []
@@ -139,12 +167,16 @@ def test_scripts_run_web_starts_mitmweb(tmp_path):
         stop_pid(proc)
 
 
-def test_the_in_process_benchmark_records_every_miss_it_measures():
+@pytest.mark.parametrize(("extra", "what"), [
+    ((), "JSON"),
+    (("--stream-events", "50"), r"streamed \(50-event, \d+ KB\)"),
+])
+def test_the_in_process_benchmark_records_every_miss_it_measures(extra, what):
     # scripts/bench --hooks: the steadier A/B instrument the README's speed notes cite. It refuses to
     # report unless every measured miss was recorded.
     result = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "scripts" / "_bench.py"),
-                             "--hooks", "60", "--body-kb", "4"],
+                             "--hooks", "60", "--body-kb", "4", *extra],
                             capture_output=True, text=True, timeout=120, env=clean_env(), cwd=ROOT)
     assert result.returncode == 0, result.stderr
-    assert re.search(r"60 fresh 4 KB misses through the addon's hooks .*: hooks \d+ us median .*"
+    assert re.search(rf"60 fresh 4 KB {what} misses through the addon's hooks .*: hooks \d+ us median .*"
                      r"process CPU \d+ us per miss", result.stdout), result.stdout

@@ -304,3 +304,38 @@ def test_a_lost_server_connection_may_pass():
     assert cause is not None and cause.startswith("the database server cannot be reached")
     assert cache_models.transient_cause(peewee.InterfaceError("connection already closed"), remote=True)
     assert cache_models.transient_cause(peewee.InterfaceError("connection already closed")) is None  # SQLite
+
+
+def test_upkeep_deletes_expired_entries_then_evicts_the_least_recently_used(store):
+    body = b'{"choices": []}' + b" " * 10_000
+    for n, created in enumerate([100.0, 200.0, 300.0, 400.0]):
+        store.put(record(key=f"{n}" * 64, body=body, created_at=created))
+    store.put(record(key="e" * 64, body=body, created_at=500.0)._replace(expires_at=600.0))
+    store.flush()
+    CacheEntry.update(last_hit_at=900.0).where(CacheEntry.key == "2" * 64).execute()
+    one = CacheEntry.select(cache_models._ENTRY_SIZE).where(CacheEntry.key == "0" * 64).scalar()
+    assert one > 10_000
+
+    kept = cache_models.Upkeep(max_size=0, ttl=0, delete_expired=False)  # stale-if-error may still serve it
+    assert cache_models.upkeep(kept, now=1000.0) == cache_models.Removed(0, 0, 0)
+    removed = cache_models.upkeep(cache_models.Upkeep(max_size=int(one * 2.5)), now=1000.0)
+    # the expired one goes first; then the two least recently used (by last hit, else by creation)
+    assert (removed.expired, removed.evicted) == (1, 2) and removed.evicted_bytes == 2 * one
+    assert sorted(key[0] for key, in CacheEntry.select(CacheEntry.key).tuples()) == ["2", "3"]
+    assert cache_models.upkeep(cache_models.Upkeep(ttl=650), now=1000.0).expired == 1  # 300 < 1000 - 650
+    assert [key[0] for key, in CacheEntry.select(CacheEntry.key).tuples()] == ["3"]
+
+
+def test_the_writer_keeps_the_cache_under_its_bound(store, caplog):
+    caplog.set_level(logging.INFO)
+    body = b'{"choices": []}' + b" " * 10_000
+    for n in range(4):
+        store.put(record(key=f"{n}" * 64, body=body, created_at=100.0 + n))
+    store.flush()
+    store.set_upkeep(cache_models.Upkeep(max_size=25_000))
+    store.put(record(key="9" * 64, body=body, created_at=200.0))  # the first batch after a new bound applies it
+    store.flush()
+    assert wait_for(lambda: store.stats()["entries"] <= 2)
+    assert sorted(key[0] for key, in CacheEntry.select(CacheEntry.key).tuples())[-1] == "9"
+    assert wait_for(lambda: "least recently used" in caplog.text)
+    assert store.writes["evicted"] >= 3
