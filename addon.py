@@ -17,12 +17,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any, cast
 
-from mitmproxy import command, ctx, exceptions, http
+from mitmproxy import command, contentviews, ctx, exceptions, http
 from mitmproxy.hooks import UpdateHook
 from mitmproxy.types import Data
 
 import cache_models
 from llm_cache import options, recording, serving
+from llm_cache.contentview import LLMContentview
 from llm_cache.policy import Mode
 from llm_cache.runtime import Runtime
 from llm_cache.status import stats_table
@@ -40,6 +41,9 @@ class LLMCache:
         return self.rt.stores.store
 
     def load(self, loader) -> None:
+        # mitmproxy 12 has no way to unregister a view (contentviews.remove is a no-op kept for the
+        # old View API); a reloaded addon registers it again under the same name, replacing it.
+        contentviews.add(LLMContentview)
         for option in options.OPTIONS:
             loader.add_option(option.full_name, option.type, option.default, option.help, option.choices)
         # config.yaml's values wait in `deferred` to be applied after this; the command line's go first.

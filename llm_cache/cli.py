@@ -28,7 +28,7 @@ import orjson
 from peewee import DatabaseError
 
 import cache_models
-from llm_cache import cassettes, formats, options, readable, savings
+from llm_cache import cassettes, formats, inventory, options, readable, savings
 from llm_cache.endpoints import Family
 from llm_cache.keys import parse_json
 from llm_cache.normalise import KeyRules
@@ -186,8 +186,8 @@ def _must_exist(url: str) -> None:
             raise Failure(f"there is no cache at {path} (--db URL, or LLM_CACHE_DB, names another)")
 
 
-def _filter(args: argparse.Namespace, now: float) -> cache_models.EntryFilter:
-    return cache_models.EntryFilter(
+def _filter(args: argparse.Namespace, now: float) -> inventory.EntryFilter:
+    return inventory.EntryFilter(
         model=args.model, host=args.host, family=args.family, tag=args.tag,
         created_before=None if args.older_than is None else now - args.older_than,
         created_after=None if args.newer_than is None else now - args.newer_than,
@@ -270,12 +270,12 @@ def stats(args: argparse.Namespace, url: str) -> None:
     since = None if args.since is None else time.time() - args.since
     prices = savings.Prices()
     whole, models, hosts = savings.Saved(), dict[str, savings.Saved](), dict[str, savings.Saved]()
-    for group in cache_models.usage_groups(cache_models.EntryFilter(used_since=since)):
+    for group in inventory.usage_groups(inventory.EntryFilter(used_since=since)):
         price = prices.of(group["host"], group["model"], group["input_tokens"], group["output_tokens"])
         for saved in (whole, models.setdefault(group["model"], savings.Saved()),
                       hosts.setdefault(group["host"], savings.Saved())):
             saved.add(group, price)
-    rate = cache_models.counted(since)
+    rate = inventory.counted(since)
     if args.json:
         _emit({"database": cache_models.redact_url(url), "since": since, "prices": prices.source,
                "counted": rate, **whole.document(),
@@ -305,7 +305,7 @@ def stats(args: argparse.Namespace, url: str) -> None:
 
 
 def ls(args: argparse.Namespace, url: str) -> None:
-    rows = cache_models.listed_entries(_filter(args, time.time()), limit=args.limit or None)
+    rows = inventory.listed_entries(_filter(args, time.time()), limit=args.limit or None)
     if args.json:
         for row in rows:
             _emit(_listed(row))
@@ -399,19 +399,19 @@ def prune(args: argparse.Namespace, url: str) -> int:
     if not (args.expired or args.older_than is not None or args.max_size is not None or args.vacuum):
         raise Failure("prune needs --expired, --older-than AGE, --max-size SIZE and/or --vacuum")
     now = time.time()
-    size_before = cache_models.totals()[1]
+    size_before = inventory.totals()[1]
     deleted: dict[str, int] = {}
     if args.expired:
-        deleted["expired"] = _delete(cache_models.expired_keys(now), "deleting expired entries")
+        deleted["expired"] = _delete(inventory.expired_keys(now), "deleting expired entries")
     if args.older_than is not None:
-        old = cache_models.matching_keys(cache_models.EntryFilter(created_before=now - args.older_than))
+        old = inventory.matching_keys(inventory.EntryFilter(created_before=now - args.older_than))
         deleted["older_than"] = _delete(old, "deleting old entries")
     if args.max_size is not None:
-        deleted["over_max_size"] = _delete(cache_models.least_recently_used(args.max_size),
+        deleted["over_max_size"] = _delete(inventory.least_recently_used(args.max_size),
                                            "deleting least recently used entries")
     if args.vacuum:
-        cache_models.vacuum()
-    entries, size = cache_models.totals()
+        inventory.vacuum()
+    entries, size = inventory.totals()
     if args.json:
         _emit({"deleted": sum(deleted.values()), **deleted, "entries": entries, "bytes_before": size_before,
                "bytes": size, "vacuumed": args.vacuum})
@@ -425,20 +425,20 @@ def prune(args: argparse.Namespace, url: str) -> int:
 def _delete(keys: list[str], label: str) -> int:
     progress = Progress(label, len(keys))
     try:
-        return cache_models.delete_keys(keys, progress)
+        return inventory.delete_keys(keys, progress)
     finally:
         progress.close()
 
 
 def clear(args: argparse.Namespace, url: str) -> int:
-    entries, size = cache_models.totals()
+    entries, size = inventory.totals()
     if not args.yes:
         print(f"delete all {entries:,} entries ({human_size(size)}) from {cache_models.redact_url(url)}? [y/N] ",
               end="", file=sys.stderr, flush=True)
         answer = sys.stdin.readline().strip().lower()
         if answer not in ("y", "yes"):
             raise Failure("nothing deleted")
-    deleted = cache_models.delete_every_entry()
+    deleted = inventory.delete_every_entry()
     if args.json:
         _emit({"deleted": deleted})
     else:
@@ -449,7 +449,7 @@ def clear(args: argparse.Namespace, url: str) -> int:
 def invalidate(args: argparse.Namespace, url: str) -> int:
     if args.tag is None and args.model is None and args.host is None:
         raise Failure("invalidate needs --tag, --model and/or --host")
-    keys = cache_models.matching_keys(cache_models.EntryFilter(tag=args.tag, model=args.model, host=args.host))
+    keys = inventory.matching_keys(inventory.EntryFilter(tag=args.tag, model=args.model, host=args.host))
     deleted = _delete(keys, "deleting entries")
     if args.json:
         _emit({"deleted": deleted})
@@ -463,12 +463,12 @@ def export(args: argparse.Namespace, url: str) -> int:
     progress = Progress("exported")
     try:
         if args.path == "-":
-            count = cassettes.write_cassette(cache_models.full_entries(spec), sys.stdout.buffer, progress)
+            count = cassettes.write_cassette(inventory.full_entries(spec), sys.stdout.buffer, progress)
             sys.stdout.buffer.flush()
         else:
             partial = Path(args.path + ".partial")  # a cassette is whole or not there: never half-written
             with open(partial, "wb") as out:
-                count = cassettes.write_cassette(cache_models.full_entries(spec), out, progress)
+                count = cassettes.write_cassette(inventory.full_entries(spec), out, progress)
             partial.replace(args.path)
     finally:
         progress.close()
@@ -485,10 +485,10 @@ def import_(args: argparse.Namespace, url: str) -> int:
     progress = Progress("imported")
     try:
         if args.path == "-":
-            count = cache_models.upsert_entries(cassettes.read_cassette(sys.stdin.buffer, "stdin"), progress)
+            count = inventory.upsert_entries(cassettes.read_cassette(sys.stdin.buffer, "stdin"), progress)
         else:
             with open(args.path, "rb") as lines:
-                count = cache_models.upsert_entries(cassettes.read_cassette(lines, args.path), progress)
+                count = inventory.upsert_entries(cassettes.read_cassette(lines, args.path), progress)
     finally:
         progress.close()
     if args.json:

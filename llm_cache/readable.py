@@ -1,4 +1,4 @@
-"""An entry's request and answer as people read them (scripts/llm-cache show): system prompt,
+"""An entry's request and answer as people read them (scripts/llm-cache show, mitmweb's LLM view): system prompt,
 tools, each turn with its role, tool calls and their results, for every protocol the cache knows."""
 
 import json
@@ -146,3 +146,23 @@ def _block(role: str, text: str) -> list[str]:
 def _compact(value: Any, limit: int = 400) -> str:
     text = json.dumps(value, ensure_ascii=False)
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+def embedding_lines(answer: Any) -> list[str]:
+    """An embeddings answer as people read it: how many vectors of how many dimensions, not the
+    numbers (OpenAI's `data`, Gemini's `embedding`/`embeddings`, Ollama's `embeddings`/`embedding`)."""
+    if not isinstance(answer, dict):
+        return [_compact(answer)]
+    vectors: list[Any] = []
+    if isinstance(answer.get("data"), list):
+        vectors = [item.get("embedding") for item in answer["data"] if isinstance(item, dict)]
+    elif isinstance(answer.get("embeddings"), list):
+        vectors = [v.get("values") if isinstance(v, dict) else v for v in answer["embeddings"]]
+    elif "embedding" in answer:
+        single = answer["embedding"]
+        vectors = [single.get("values") if isinstance(single, dict) else single]
+    sizes = sorted({len(v) for v in vectors if isinstance(v, list)})
+    if not sizes:
+        return [_compact(answer)]
+    dimensions = " or ".join(str(size) for size in sizes)
+    return [f"{len(vectors)} embedding{'s' if len(vectors) != 1 else ''} of {dimensions} dimensions"]

@@ -16,6 +16,7 @@ from llm_cache.decode import TooLarge
 from llm_cache.endpoints import Wire
 from llm_cache.flowstate import META, FlowState
 from llm_cache.messages import MARK_HIT, MARK_NOT_STORED, MARK_STORED
+from llm_cache.records import Record
 from llm_cache.runtime import Runtime
 from llm_cache.serving import Later, release, serve_stale
 from llm_cache.status import Status, is_status_header, status_headers, store_headers
@@ -64,7 +65,8 @@ def _relayed(rt: Runtime, flow: http.HTTPFlow, state: FlowState, response: http.
     request.scheme, request.host, request.port, request.path = state["relayed_from"]
     messages.add_headers(response.headers, status_headers(Status.HIT, key=state["entry_key"], age=0,
                                                           compat=rt.settings.compat_headers))
-    response.stream = True
+    # Forwarded as it comes, and kept for mitmweb (mitmproxy keeps no streamed body).
+    response.stream = StreamTee(messages.header(response.headers, b"content-encoding"), rt.settings.max_response_bytes)
     flow.is_replay = "response"
     messages.note(flow, MARK_HIT, "HIT", key=state["entry_key"],
                   detail="the live stream of an identical request in flight")
@@ -73,6 +75,10 @@ def _relayed(rt: Runtime, flow: http.HTTPFlow, state: FlowState, response: http.
 def response(rt: Runtime, flow: http.HTTPFlow) -> Later:
     """Record a miss's answer; a JSON answer then waits for the commit (returned)."""
     state: FlowState | None = flow.metadata.get(META)
+    if state and "relayed_from" in state and flow.response is not None and isinstance(flow.response.stream,
+                                                                                       StreamTee):
+        _keep_body(flow.response, flow.response.stream)
+        return None
     if not state or state.get("status") != Status.MISS or flow.response is None:
         return None
     stale = rt.stale.pop(flow.id, None)
@@ -175,63 +181,78 @@ def _recorded(flow: http.HTTPFlow, state: FlowState, outcome: str) -> None:
 def _record(rt: Runtime, flow: http.HTTPFlow, state: FlowState, *, ended_early: bool = False) -> Outcome:
     """Hand a complete success to the store: what became of it (as X-LLM-Cache-Store says it), or a
     future of it once the writer has committed it."""
-    response = flow.response
-    assert response is not None
     if state["skip_store"]:
         return f"skipped: {state['skip_store']}"
     store = rt.stores.get()
     if store is None:
         return "skipped: cache unavailable"
-    settings, family = rt.settings, state["route"].family
-    tee = response.stream if isinstance(response.stream, StreamTee) else None
     try:
-        if tee is not None:
-            if tee.problem or not (tee.finished or ended_early):
-                return f"skipped: {tee.problem or 'stream did not finish'}"
-            body = bytes(tee.body)
-            if ended_early and (problem := answers.early_end_problem(family, body)):
-                return f"skipped: {problem}"
-        else:
-            try:
-                body = messages.content(response, settings.max_response_bytes)
-            except TooLarge:
-                return f"skipped: response over llm_cache_max_response_bytes ({settings.max_response_bytes} bytes)"
-        wire = answers.wire_of(messages.header(response.headers, b"content-type"), requested=state["wire"])
-        is_stream = wire is not Wire.JSON
-        try:
-            headers, body = answers.framed_for_storage(family, wire, messages.text_fields(response.headers), body)
-        except ValueError:
-            return "skipped: stream did not parse"
-        problem = answers.why_not_recorded(family, response.status_code, body, is_stream=is_stream)
-        if problem:
-            return f"skipped: {problem}"
-        if len(body) > settings.max_response_bytes:
-            return f"skipped: response over llm_cache_max_response_bytes ({len(body)} bytes)"
-        if state["secret"]:
-            return f"skipped: the request carries {state['secret']}"
-        now = time.time()
-        controls = state["controls"]
+        answer = _answer_to_store(rt, flow, state, ended_early)
+        if isinstance(answer, str):
+            return f"skipped: {answer}"
+        record = _make_record(rt, flow, state, *answer)
         rt.near_misses.remember(state["entry_key"], flow)
-        record = answers.make_record(
-            key=state["entry_key"], family=family, target=state["target"], model=state["model"],
-            request_body=messages.content(flow.request, settings.max_request_bytes), status=response.status_code,
-            headers=headers, body=body, is_stream=is_stream, now=now,
-            expires_at=now + controls.ttl if controls.ttl else None, sample=state["sample"], tags=controls.tags,
-            profile=state["profile"], user_agent=state["user_agent"],
-        )
         stored = store.put(record)
-        if is_stream:  # its events are checked by the writer: shared with followers once committed
+        if record.is_stream:  # its events are checked by the writer: shared with followers once committed
             _release_when_stored(state, stored, lambda outcome: rt.flights.release(
                 state["entry_key"], record if outcome == "stored" else None))
         else:
             release(rt, state, record)
+        return stored
     except RuntimeError as e:  # the writer is far behind: this one is not recorded
         rt.failures.passed_through("recording the response", e)
         return f"skipped: {e}"
     except Exception as e:
         rt.failures.passed_through("recording the response", e)
         return f"skipped: {type(e).__name__}"
-    return stored
+
+
+def _answer_to_store(rt: Runtime, flow: http.HTTPFlow, state: FlowState,
+                     ended_early: bool) -> tuple[list[tuple[str, str]], bytes, bool] | str:
+    """(headers, body, is_stream) as the answer is stored, or why it is not: the checks the event
+    loop makes (a stream's events are the writer's to check)."""
+    response = flow.response
+    assert response is not None
+    family, limit = state["route"].family, rt.settings.max_response_bytes
+    tee = response.stream if isinstance(response.stream, StreamTee) else None
+    if tee is not None:
+        if tee.problem or not (tee.finished or ended_early):
+            return tee.problem or "stream did not finish"
+        body = bytes(tee.body)
+        if ended_early and (problem := answers.early_end_problem(family, body)):
+            return problem
+    else:
+        try:
+            body = messages.content(response, limit)
+        except TooLarge:
+            return f"response over llm_cache_max_response_bytes ({limit} bytes)"
+    wire = answers.wire_of(messages.header(response.headers, b"content-type"), requested=state["wire"])
+    is_stream = wire is not Wire.JSON
+    try:
+        headers, body = answers.framed_for_storage(family, wire, messages.text_fields(response.headers), body)
+    except ValueError:
+        return "stream did not parse"
+    problem = answers.why_not_recorded(family, response.status_code, body, is_stream=is_stream)
+    if problem:
+        return problem
+    if len(body) > limit:
+        return f"response over llm_cache_max_response_bytes ({len(body)} bytes)"
+    if state["secret"]:
+        return f"the request carries {state['secret']}"
+    return headers, body, is_stream
+
+
+def _make_record(rt: Runtime, flow: http.HTTPFlow, state: FlowState, headers: list[tuple[str, str]], body: bytes,
+                 is_stream: bool) -> Record:
+    assert flow.response is not None
+    now, controls = time.time(), state["controls"]
+    return answers.make_record(
+        key=state["entry_key"], family=state["route"].family, target=state["target"], model=state["model"],
+        request_body=messages.content(flow.request, rt.settings.max_request_bytes),
+        status=flow.response.status_code, headers=headers, body=body, is_stream=is_stream, now=now,
+        expires_at=now + controls.ttl if controls.ttl else None, sample=state["sample"], tags=controls.tags,
+        profile=state["profile"], user_agent=state["user_agent"],
+    )
 
 
 def _release_when_stored(state: FlowState, stored: Future[str], settle: Callable[[str], None]) -> None:

@@ -75,30 +75,12 @@ def look_up(rt: Runtime, flow: http.HTTPFlow) -> Later:
     if state is None or "status" in state:  # not ours, or already decided from the headers
         return None
     store = rt.stores.get()
-    if store is None:
-        del flow.metadata[META]
+    facts = _read_body(rt, flow, state) if store is not None else None
+    if store is None or facts is None:
+        if "status" not in state:  # not an LLM call after all, or no cache now: passed through untouched
+            del flow.metadata[META]
         return None
-    settings = rt.settings
-    try:
-        raw = messages.content(flow.request, settings.max_request_bytes)
-    except TooLarge:  # decoding stopped at the limit: a compression bomb is never inflated whole
-        _bypass(flow, state, f"request over llm_cache_max_request_bytes ({settings.max_request_bytes} bytes)")
-        return None
-    except ValueError as e:  # an encoding that does not decode: not ours to judge
-        rt.failures.passed_through("reading the request body", e)
-        del flow.metadata[META]
-        return None
-    try:
-        facts = rt.memo.facts(state["route"], raw, state["profile"])
-        if facts is not None and facts.has_controls:
-            flow.request.content = keys.without_controls(raw)  # a provider must never see "cache": false
-    except Exception as e:  # undecodable, not JSON, nested past any sane depth: not ours to judge
-        rt.failures.passed_through("reading the request body", e)
-        facts = None
-    if facts is None:  # not JSON of the expected shape: not an LLM call after all
-        del flow.metadata[META]
-        return None
-    controls = state["controls"]
+    settings, controls = rt.settings, state["controls"]
     plan = plan_for(settings, controls, facts, family=state["route"].family, host=state["target"].host)
     if plan.bypass:
         _bypass(flow, state, plan.bypass)
@@ -126,6 +108,28 @@ def look_up(rt: Runtime, flow: http.HTTPFlow) -> Later:
         del flow.metadata[META]
         return None
     return _decide(rt, flow, found, plan, now)
+
+
+def _read_body(rt: Runtime, flow: http.HTTPFlow, state: FlowState) -> keys.BodyFacts | None:
+    """What the key is made of (llm_cache.keys), or None: a body over the limit (a BYPASS), one that
+    does not decode, or not JSON of the expected shape (not ours to judge)."""
+    limit = rt.settings.max_request_bytes
+    try:
+        raw = messages.content(flow.request, limit)
+    except TooLarge:  # decoding stopped at the limit: a compression bomb is never inflated whole
+        _bypass(flow, state, f"request over llm_cache_max_request_bytes ({limit} bytes)")
+        return None
+    except ValueError as e:  # an encoding that does not decode
+        rt.failures.passed_through("reading the request body", e)
+        return None
+    try:
+        facts = rt.memo.facts(state["route"], raw, state["profile"])
+        if facts is not None and facts.has_controls:
+            flow.request.content = keys.without_controls(raw)  # a provider must never see "cache": false
+        return facts
+    except Exception as e:  # undecodable, not JSON, nested past any sane depth
+        rt.failures.passed_through("reading the request body", e)
+        return None
 
 
 async def _find_far(rt: Runtime, flow: http.HTTPFlow, find: Callable[[], Found], plan: Plan, now: float) -> None:

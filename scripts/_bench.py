@@ -358,7 +358,15 @@ def main() -> None:
             postgres = Proxy("postgres", folder, ["-s", str(ROOT / "addon.py"), "-s", refs, *lag("postgres"),
                                                   "--set", f"llm_cache_db={args.postgres}"])
             proxies.append(postgres)
-            check_hit(postgres.http_port, hit_body)
+            deadline = time.monotonic() + 15  # a database server is opened on a thread: until then, misses
+            while True:
+                try:
+                    check_hit(postgres.http_port, hit_body)
+                    break
+                except (OSError, RuntimeError):
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
 
         def run(proxy: Proxy, tls: bool, body: str, unique: bool = False) -> dict:
             if tls:

@@ -633,3 +633,21 @@ def test_a_json_request_is_answered_from_a_streams_answer_assembled_when_it_was_
     assert orjson.loads(as_json.response.content) == COMPLETION
     assert as_json.response.headers["content-type"] == "application/json"
     assert send(cache, llm_flow(request)).response.content == stream_body  # a stream request gets the stream
+
+
+def test_a_follower_relayed_a_live_stream_shows_where_it_went_and_keeps_the_stream(cache):
+    # Single flight hands a follower the leader's stream through a relay on 127.0.0.1 (its request is
+    # pointed there); on the way back the flow shows its own destination and keeps what it got.
+    flow = send(cache, llm_flow({**CHAT, "stream": True}))
+    state = flow.metadata["llm_cache"]
+    state.update({"status": "HIT", "entry_key": state["request_key"],
+                  "relayed_from": ("https", "api.openai.com", 443, "/v1/chat/completions")})
+    flow.request.scheme, flow.request.host, flow.request.port, flow.request.path = "http", "127.0.0.1", 9, "/x"
+    body = openai_chat.synthesise(COMPLETION, include_usage=False)
+    flow.response = tutils.tresp(content=b"", headers=http.Headers([(b"content-type", b"text/event-stream")]))
+    cache.responseheaders(flow)
+    assert flow.request.url == "https://api.openai.com/v1/chat/completions"
+    assert flow.response.headers["X-LLM-Cache"] == "HIT" and flow.is_replay == "response"
+    assert b"".join(flow.response.stream(c) for c in (body[:40], body[40:], b"")) == body
+    assert cache.response(flow) is None
+    assert flow.response.content == body and flow.comment.startswith("HIT · the live stream")

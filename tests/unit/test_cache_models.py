@@ -313,7 +313,7 @@ def test_upkeep_deletes_expired_entries_then_evicts_the_least_recently_used(stor
     store.put(record(key="e" * 64, body=body, created_at=500.0)._replace(expires_at=600.0))
     store.flush()
     CacheEntry.update(last_hit_at=900.0).where(CacheEntry.key == "2" * 64).execute()
-    one = CacheEntry.select(cache_models._ENTRY_SIZE).where(CacheEntry.key == "0" * 64).scalar()
+    one = CacheEntry.select(cache_models.ENTRY_SIZE).where(CacheEntry.key == "0" * 64).scalar()
     assert one > 10_000
 
     kept = cache_models.Upkeep(max_size=0, ttl=0, delete_expired=False)  # stale-if-error may still serve it

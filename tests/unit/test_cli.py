@@ -11,7 +11,7 @@ import pytest
 
 import cache_models
 from cache_models import CacheEntry
-from llm_cache import cassettes, cli, formats
+from llm_cache import cassettes, cli, formats, inventory
 from llm_cache.endpoints import Family
 from llm_cache.records import Record
 
@@ -174,9 +174,9 @@ def test_a_missing_cache_is_named_not_created(tmp_path, capsys):
     (dict(model="gpt-4o-mini", text="capital"), "1"),
 ])
 def test_filters(db, spec, keys):
-    found = cache_models.listed_entries(cache_models.EntryFilter(**spec))
+    found = inventory.listed_entries(inventory.EntryFilter(**spec))
     assert "".join(sorted(row["key"][0] for row in found)) == keys
-    assert sorted(cache_models.matching_keys(cache_models.EntryFilter(**spec))) == sorted(row["key"] for row in found)
+    assert sorted(inventory.matching_keys(inventory.EntryFilter(**spec))) == sorted(row["key"] for row in found)
 
 
 def test_ls_lists_newest_first_within_the_limit(db, capsys):
@@ -291,7 +291,7 @@ def test_no_credential_ever_reaches_a_cassette(db, tmp_path, capsys):
 
 def test_prune_by_size_evicts_the_least_recently_used(db, capsys):
     cache_models.open_database(db)
-    sizes = {row["key"][0]: row["size"] for row in cache_models.listed_entries(cache_models.EntryFilter())}
+    sizes = {row["key"][0]: row["size"] for row in inventory.listed_entries(inventory.EntryFilter())}
     # recency: 1 hit at 5000, 5 hit at 4000, 2 recorded at 2000, the rest recorded at 1000
     keep = sizes["1"] + sizes["5"] + sizes["2"]
     status, out, _ = run(capsys, "prune", "--max-size", keep, "--db", db, "--json")
