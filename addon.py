@@ -22,7 +22,7 @@ from mitmproxy.hooks import UpdateHook
 from mitmproxy.types import Data
 
 import cache_models
-from llm_cache import options, recording, serving
+from llm_cache import dashboard, options, recording, serving
 from llm_cache.contentview import LLMContentview
 from llm_cache.policy import Mode
 from llm_cache.runtime import Runtime
@@ -96,7 +96,9 @@ class LLMCache:
     def request(self, flow: http.HTTPFlow) -> serving.Later:
         if flow.response or flow.error or not flow.live:
             return None
-        return serving.look_up(self.rt, flow)
+        if (answered := dashboard.serve(self.rt, flow)) is not None:
+            return answered
+        return serving.request(self.rt, flow)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         recording.responseheaders(self.rt, flow)

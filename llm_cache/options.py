@@ -82,6 +82,10 @@ SETTINGS: tuple[Option, ...] = (
     Option("refuse_websocket", bool, _DEFAULT.refuse_websocket,
            "Answer a WebSocket upgrade to a /responses endpoint (the Codex CLI tries one first) with HTTP 426, "
            "so the client falls back to HTTP and SSE, which is cached."),
+    Option("upstream_keys", Sequence[str], [],
+           "HOST_GLOB=ENV_VAR rules (api.openai.com=OPENAI_REAL_KEY): requests that go upstream to a matching "
+           "host carry the variable's key instead of the one their client sent, so agents run with dummy keys. "
+           "The key is never stored, logged, or sent to another host."),
     Option("refresh_date", bool, _DEFAULT.refresh_date,
            "Give a hit today's Date header, as mitmproxy's server replay does; off: the recorded one."),
     Option("single_flight_wait", int, _DEFAULT.single_flight_wait,
@@ -94,6 +98,13 @@ SETTINGS: tuple[Option, ...] = (
            "Seconds a write that failed for a reason that may pass (a locked database, a full disk, a "
            "read-only file system, a server that went away) is tried again before the entry is given up, and "
            "logged as lost."),
+    Option("dashboard_host", str, _DEFAULT.dashboard_host,
+           "The host of the page the proxy serves itself (http://llm-cache.local/ through the proxy): hits and "
+           "misses per day, tokens and money saved, recent entries; /api/stats.json the same as JSON. Empty: "
+           "no page."),
+    Option("dashboard_clients", Sequence[str], [],
+           "Networks (CIDRs such as 10.0.0.0/8) whose clients may see the dashboard besides loopback ones; "
+           "empty: loopback only."),
 )
 OPTIONS: tuple[Option, ...] = (DB, *SETTINGS)
 SETTINGS_NAMES = frozenset(option.full_name for option in SETTINGS)

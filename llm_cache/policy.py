@@ -4,6 +4,7 @@ Each parser is a small pure function raising ValueError with a message fit for t
 turns that into mitmproxy's OptionsError. Nothing here imports mitmproxy.
 """
 
+import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -11,8 +12,10 @@ from enum import StrEnum
 from fnmatch import fnmatchcase
 from typing import Any
 
-from llm_cache import paths, profiles
+from llm_cache import paths, profiles, upstream_keys
 from llm_cache.normalise import DEFAULT_IGNORED_FIELDS, KeyRules
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Mode(StrEnum):
@@ -74,6 +77,7 @@ class Settings:
     samples: int = 1
     scope: Scope = Scope.GLOBAL
     compat_headers: bool = False
+    upstream_keys: tuple[tuple[str, str], ...] = ()  # (host glob, environment variable naming the real key)
     refresh_date: bool = True  # a hit's Date header is today's
     max_size: int = 0  # bytes; past it the writer evicts the least recently used entries (0: no bound)
     refuse_websocket: bool = True  # Codex CLI: answer its WebSocket upgrade with 426 so it falls back to SSE
@@ -81,6 +85,8 @@ class Settings:
     lookup_timeout_ms: int = 200  # a lookup in a database across the network, at most
     single_flight_wait: int = 300  # seconds identical fresh requests wait for the first one in flight
     key_rules: KeyRules = field(default_factory=lambda: KeyRules(profiles=profiles.load()))
+    dashboard_host: str = "llm-cache.local"  # the proxy's own page; "": none
+    dashboard_clients: tuple[Network, ...] = ()  # besides loopback, who may see it
 
     def refuses(self, host: str, model: str, family: str) -> str | None:
         """Why the allow/deny lists keep this call out of the cache, or None."""
@@ -155,6 +161,7 @@ def settings_from(options: Mapping[str, Any]) -> Settings:
         compat_headers=options["compat_headers"],
         refuse_websocket=options["refuse_websocket"],
         refresh_date=options["refresh_date"],
+        upstream_keys=upstream_keys.parse(options["upstream_keys"]),
         max_size=parse_non_negative("llm_cache_max_size", options["max_size"]),
         write_retry=parse_non_negative("llm_cache_write_retry", options["write_retry"]),
         lookup_timeout_ms=parse_non_negative("llm_cache_lookup_timeout_ms", options["lookup_timeout_ms"]),
@@ -165,4 +172,26 @@ def settings_from(options: Mapping[str, Any]) -> Settings:
             profiles=profiles.load(options["profiles"]),
             portable=options["portable"],
         ),
+        dashboard_host=parse_host("llm_cache_dashboard_host", options["dashboard_host"]),
+        dashboard_clients=parse_networks("llm_cache_dashboard_clients", options["dashboard_clients"]),
     )
+
+
+def parse_host(option: str, value: str) -> str:
+    """A host name as mitmproxy's `pretty_host` gives it (lower case, no trailing dot); "" stays ""."""
+    host = value.strip().lower().rstrip(".")
+    if any(c in host for c in "/: \t"):
+        raise ValueError(f"{option} must be a host name such as llm-cache.local (empty: none); got {value!r}")
+    return host
+
+
+def parse_networks(option: str, values: Sequence[str]) -> tuple[Network, ...]:
+    """CIDRs (10.0.0.0/8, fd00::/8) or single addresses."""
+    networks = []
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{option}: {value!r} is not a network such as 10.0.0.0/8 or an address "
+                             "such as 192.168.1.7") from None
+    return tuple(networks)

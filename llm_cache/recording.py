@@ -30,6 +30,7 @@ Outcome = str | Future[str]  # what became of a miss, or a future of it once the
 
 def responseheaders(rt: Runtime, flow: http.HTTPFlow) -> None:
     """Say what the cache did, and tee a stream that may be recorded (or relayed to followers)."""
+    rt.upstream_keys.put_back(flow)  # the request has left: the flow holds the client's key again
     state: FlowState | None = flow.metadata.get(META)
     response = flow.response
     if not state or response is None:
@@ -103,6 +104,7 @@ def error(rt: Runtime, flow: http.HTTPFlow) -> None:
     stream as soon as it has `response.completed`, before the upstream body ends. A stream whose
     terminal event passed is stored all the same; one that never reached it never is."""
     rt.stale.pop(flow.id, None)
+    rt.upstream_keys.put_back(flow)
     state: FlowState | None = flow.metadata.get(META)
     if not state:
         return

@@ -15,6 +15,7 @@ from llm_cache.near_misses import NearMisses
 from llm_cache.records import Record
 from llm_cache.secrets import SecretScanner
 from llm_cache.stores import Stores
+from llm_cache.upstream_keys import UpstreamKeys
 
 
 class Runtime:
@@ -27,6 +28,7 @@ class Runtime:
         self.stores = Stores(self.failures, self.near_misses.found)
         self.memo = _memo_for(self.settings)
         self.flights = Flights()  # identical fresh requests in flight
+        self.upstream_keys = UpstreamKeys()  # real keys put into requests that go upstream
         self.stale: dict[str, Record] = {}  # flow id -> expired entry, for stale-if-error
         self.loop: asyncio.AbstractEventLoop | None = None  # mitmproxy's, once it runs
         self._seen: dict[str, int] = {}  # identical requests this run, per key (llm_cache_samples > 1)

@@ -69,6 +69,23 @@ def recognise(rt: Runtime, flow: http.HTTPFlow) -> None:
         _bypass(flow, state, PASSED_THROUGH[route.family])
 
 
+def request(rt: Runtime, flow: http.HTTPFlow) -> Later:
+    """request: look an LLM call up; then a request that goes upstream gets the real key, when
+    llm_cache_upstream_keys has one for its host (llm_cache.upstream_keys)."""
+    later = look_up(rt, flow)
+    if not rt.settings.upstream_keys:
+        return later
+    if later is None:
+        rt.upstream_keys.inject(flow, rt.settings.upstream_keys)
+        return None
+    return _then_key(rt, flow, later)
+
+
+async def _then_key(rt: Runtime, flow: http.HTTPFlow, later: Coroutine[Any, Any, None]) -> None:
+    await later
+    rt.upstream_keys.inject(flow, rt.settings.upstream_keys)
+
+
 def look_up(rt: Runtime, flow: http.HTTPFlow) -> Later:
     """request: key the body and decide; what must wait (a far lookup, a flight) is returned."""
     state: FlowState | None = flow.metadata.get(META)

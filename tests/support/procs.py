@@ -91,8 +91,10 @@ class Mitmdump:
         scripts: Sequence[Path] = (ROOT / "addon.py",),
         extra: Sequence[str] = (),
         tool: str = "mitmdump",
+        env: dict[str, str] | None = None,
     ) -> None:
         self.folder = folder
+        self.env = env or {}  # beside clean_env(): what the proxy's own environment holds
         self.confdir = folder / "confdir"
         self.confdir.mkdir(parents=True, exist_ok=True)
         self.db_path = folder / "cache.sqlite3"
@@ -117,7 +119,7 @@ class Mitmdump:
     def start(self) -> None:
         self.log.clear()
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env=clean_env())
+                                     env=clean_env(**self.env))
         ready = threading.Event()
 
         def drain() -> None:  # keep reading, or mitmdump blocks on a full pipe

@@ -61,7 +61,7 @@ def test_the_defaults_parse_into_the_settings_defaults():
         policy.Settings()
     for field in ("mode", "ttl", "stale_if_error", "hosts", "models", "families", "max_request_bytes",
                   "max_response_bytes", "temperature", "scan_secrets", "samples", "scope", "compat_headers",
-                  "refuse_websocket", "refresh_date", "max_size", "write_retry", "lookup_timeout_ms",
+                  "refuse_websocket", "refresh_date", "max_size", "upstream_keys", "write_retry", "lookup_timeout_ms",
                   "single_flight_wait"):
         assert getattr(parsed, field) == getattr(default, field), field
     assert parsed.key_rules.portable == default.key_rules.portable
