@@ -1,7 +1,6 @@
 """Storage through peewee, on SQLite and (when LLM_CACHE_TEST_POSTGRES names one) PostgreSQL."""
 
 import logging
-import os
 import re
 import socket
 import sqlite3
@@ -12,6 +11,7 @@ import pytest
 import cache_models
 from cache_models import CacheEntry, CacheStore, resolve_db_url
 from llm_cache.records import Record, unpack_request
+from tests.support.databases import fresh_database
 from tests.support.procs import wait_for
 
 REQUEST = b'{"model": "gpt", "messages": [], "stream": true}'
@@ -26,15 +26,7 @@ def record(key="a" * 64, body=b'{"choices": []}', created_at=100.0, request_body
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/cache.sqlite3"
-    url = os.environ.get("LLM_CACHE_TEST_POSTGRES")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("CI must provide PostgreSQL: .ci/run exports LLM_CACHE_TEST_POSTGRES")
-        pytest.skip("no PostgreSQL here: .ci/postgres.sh starts one and sets LLM_CACHE_TEST_POSTGRES")
-    cache_models.open_database(url).drop_tables([CacheEntry, cache_models.CacheSetting])
-    return url
+    return fresh_database(request.param, tmp_path)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from cache_models import CacheEntry
 from llm_cache import cassettes, cli, formats, inventory
 from llm_cache.endpoints import Family
 from llm_cache.records import Record
+from tests.support.databases import fresh_database
 
 CHAT_URL = "https://api.openai.com:443/v1/chat/completions"
 CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
@@ -199,15 +200,7 @@ def cassette_of(url, tmp_path, name="out.jsonl", *extra):
 @pytest.fixture(params=["sqlite", "postgresql"])
 def target(request, tmp_path):
     """A fresh database to import into."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/imported.sqlite3"
-    url = os.environ.get("LLM_CACHE_TEST_POSTGRES")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("CI must provide PostgreSQL: .ci/run exports LLM_CACHE_TEST_POSTGRES")
-        pytest.skip("no PostgreSQL here: .ci/postgres.sh starts one and sets LLM_CACHE_TEST_POSTGRES")
-    cache_models.open_database(url).drop_tables([CacheEntry, cache_models.CacheSetting])
-    return url
+    return fresh_database(request.param, tmp_path, "imported.sqlite3")
 
 
 def test_a_cassette_round_trip_keeps_every_entry_byte_for_byte(db, tmp_path, target, capsys):
