@@ -136,6 +136,15 @@ class LLMCache:
         """Delete every entry recorded for this host; returns how many."""
         return self._store().invalidate(host=host)
 
+    @command.command("llmcache.reject")
+    def reject(self, key: str) -> str:
+        """Report an entry (a key, or its first characters) as a bad answer: it is deleted, and the
+        request it answered goes upstream next time and is recorded anew. Returns its full key."""
+        try:
+            return self._store().reject_prefix(key)
+        except KeyError as e:
+            raise exceptions.CommandError(str(e.args[0])) from e
+
     @command.command("llmcache.explain")
     def explain(self, key: str) -> Sequence[str]:
         """Why an entry (a key, or its first characters) was a miss: the stored request of the same

@@ -455,6 +455,22 @@ class CacheStore:
             except RuntimeError:  # a writer far behind (or just gone): counts are not worth failing a hit for
                 logger.debug("llm-cache: %d counts dropped", len(op))
 
+    def reject(self, keys: Sequence[str]) -> None:
+        """Entries reported as bad answers: no longer served, deleted by the writer."""
+        with self._lock:
+            for key in keys:
+                self._pending.pop(key, None)
+        self._writer.submit(Rejected(tuple(keys)))
+
+    def reject_prefix(self, prefix: str) -> str:
+        """`reject` for the one entry whose key starts with `prefix` (a command's argument); its
+        full key. Raises KeyError when no entry, or more than one, has such a key."""
+        self.flush()
+        key = cast(str, entry_by_prefix(prefix)["key"])
+        self.reject([key])
+        self.flush()
+        return key
+
     def set_upkeep(self, rules: "Upkeep") -> None:
         """How the writer keeps the cache bounded (options: size, TTL, stale-if-error)."""
         self._writer.submit(rules)
@@ -577,6 +593,12 @@ def _add_counts(rows: list[dict[str, Any]]) -> None:
          .on_conflict(conflict_target=[CacheCount.day, CacheCount.family, CacheCount.host, CacheCount.model],
                       update=added)
          .execute())
+
+
+class Rejected(NamedTuple):
+    """A writer op: entries reported as bad answers, to delete."""
+
+    keys: tuple[str, ...]
 
 
 class Rules(NamedTuple):
@@ -749,6 +771,7 @@ def open_writer(url: str, rules: KeyRules = DEFAULT_RULES) -> Callable[[Sequence
                 notes.append(Skipped(record.key, f"it cannot be stored ({e})"))
         hits: dict[str, tuple[int, float]] = {}
         misses: dict[tuple[str, str, str, str], int] = {}
+        rejected: set[str] = set()
         for op in ops:
             if isinstance(op, HitCounts):
                 for key, (count, when) in op.items():
@@ -756,10 +779,14 @@ def open_writer(url: str, rules: KeyRules = DEFAULT_RULES) -> Callable[[Sequence
             elif isinstance(op, MissCounts):
                 for where, count in op.items():
                     misses[where] = misses.get(where, 0) + count
+            elif isinstance(op, Rejected):
+                rejected.update(op.keys)
         db = state["db"]
         try:
             existing = _present([row["key"] for row in rows])
             db.begin()
+            for gone in chunked(sorted(rejected), 500):  # before this batch's rows: an answer recorded anew stays
+                CacheEntry.delete().where(CacheEntry.key.in_(gone)).execute()
             for batch in chunked(rows, 40):  # within SQLite's bound on parameters per statement
                 CacheEntry.insert_many(batch).on_conflict(conflict_target=[CacheEntry.key],
                                                           preserve=kept_on_overwrite).execute()

@@ -129,6 +129,9 @@ def parser() -> argparse.ArgumentParser:
     invalidate.add_argument("--tag")
     invalidate.add_argument("--model")
     invalidate.add_argument("--host")
+    reject = commands.add_parser("reject", parents=[common], help="report an entry as a bad answer: it is deleted, "
+                                 "and its request is recorded anew")
+    reject.add_argument("key", help="a key, or its first characters")
     explain = commands.add_parser("explain", parents=[common],
                                   help="the near miss of an entry, and the rule that would have made it a hit")
     explain.add_argument("key", help="a key or its first characters")
@@ -458,6 +461,16 @@ def invalidate(args: argparse.Namespace, url: str) -> int:
     return 0
 
 
+def reject(args: argparse.Namespace, url: str) -> int:
+    key = _entry(args.key)["key"]
+    deleted = _delete([key], "deleting the entry")
+    if args.json:
+        _emit({"rejected": key, "deleted": deleted})
+    else:
+        print(f"rejected {key}: its request goes upstream next time and is recorded anew")
+    return 0
+
+
 def export(args: argparse.Namespace, url: str) -> int:
     spec = _filter(args, time.time())
     progress = Progress("exported")
@@ -500,5 +513,5 @@ def import_(args: argparse.Namespace, url: str) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, str], int | None]] = {
     "stats": stats, "ls": ls, "show": show, "export": export, "import": import_, "prune": prune,
-    "clear": clear, "invalidate": invalidate, "explain": explain,
+    "clear": clear, "invalidate": invalidate, "reject": reject, "explain": explain,
 }

@@ -4,7 +4,9 @@
   `max-age=N` (accept only entries younger than N s), `only-if-cached` (replay or 504).
 - The seed cache servers' bypass header `X-Cache-Bypass: true` (their body controls, `"cache":
   false` and `"cache_control": {"enabled": false}`, are read with the body: llm_cache.keys).
-- Ours: `X-LLM-Cache-TTL: <s>`, `X-LLM-Cache-Namespace: <name>`, `X-LLM-Cache-Tags: a,b`.
+- Ours: `X-LLM-Cache-TTL: <s>`, `X-LLM-Cache-Namespace: <name>`, `X-LLM-Cache-Tags: a,b`, and
+  `X-LLM-Cache-Reject: <key>[,<key>]`: an agent reports an answer it got as bad (the key from its
+  X-LLM-Cache-Key): the entry is deleted, and a request it would answer goes upstream and is recorded anew.
 
 Our headers and the seed servers' are removed before the request goes upstream. A malformed value
 is not guessed at: the request bypasses the cache and the reason says which header was wrong.
@@ -15,9 +17,11 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 # Request headers that are for the cache only and never reach a provider.
-OWN_HEADERS = frozenset({"x-llm-cache-ttl", "x-llm-cache-namespace", "x-llm-cache-tags", "x-cache-bypass"})
+OWN_HEADERS = frozenset({"x-llm-cache-ttl", "x-llm-cache-namespace", "x-llm-cache-tags", "x-cache-bypass",
+                         "x-llm-cache-reject"})
 
 _NAME = re.compile(r"[A-Za-z0-9._:/@+-]{1,128}")
+_KEY = re.compile(r"[0-9a-f]{64}")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 
 
@@ -30,6 +34,7 @@ class Controls(NamedTuple):
     ttl: int | None = None
     namespace: str = ""
     tags: tuple[str, ...] = ()
+    reject: tuple[str, ...] = ()  # entries the client reports as bad answers
 
 
 NO_CONTROLS = Controls()
@@ -60,6 +65,12 @@ def read_controls(headers: Iterable[tuple[str, str]]) -> Controls:
             if not all(_NAME.fullmatch(t) for t in tags):
                 return Controls(bypass=f"invalid X-LLM-Cache-Tags {value!r} (want a,b with A-Za-z0-9._:/@+-)")
             fields["tags"] = tuple(sorted(set(fields.get("tags", ())) | set(tags)))  # type: ignore[call-overload]
+        elif name == "x-llm-cache-reject":
+            keys = tuple(k.strip().lower() for k in value.split(",") if k.strip())
+            if not keys or not all(_KEY.fullmatch(k) for k in keys):
+                return Controls(bypass=f"invalid X-LLM-Cache-Reject {value!r} "
+                                       "(want the 64-hex X-LLM-Cache-Key of an answer)")
+            fields["reject"] = tuple(sorted(set(fields.get("reject", ())) | set(keys)))  # type: ignore[call-overload]
     return Controls(**fields)  # type: ignore[arg-type]
 
 

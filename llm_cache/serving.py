@@ -57,6 +57,8 @@ def recognise(rt: Runtime, flow: http.HTTPFlow) -> None:
     if has_own_headers(name for name, _ in fields):  # the cache's business only: no provider sees them
         for name in OWN_HEADERS:
             request.headers.pop(name, None)
+    if controls.reject and (store := rt.stores.get()) is not None:
+        store.reject(controls.reject)  # deleted by the writer, off the loop
     named = {n.lower(): v for n, v in fields}
     state: FlowState = {
         "route": route, "target": target, "controls": controls,
@@ -113,8 +115,11 @@ def look_up(rt: Runtime, flow: http.HTTPFlow) -> Later:
         if not plan.look_up:
             return Found(None, None, nth % settings.samples)
         read = store.find_json if wire is Wire.JSON else store.find
-        return find_entry(read, key, nth=nth, samples=settings.samples, can_record=plan.skip_store is None,
-                          is_expired=lambda record: is_expired(record, now, settings, controls))
+        found = find_entry(read, key, nth=nth, samples=settings.samples, can_record=plan.skip_store is None,
+                           is_expired=lambda record: is_expired(record, now, settings, controls))
+        if found.fresh is not None and found.fresh.key in controls.reject:  # reported bad: asked again
+            return found._replace(fresh=None)
+        return found
 
     if store.remote:
         return _find_far(rt, flow, find, plan, now)

@@ -651,3 +651,23 @@ def test_a_follower_relayed_a_live_stream_shows_where_it_went_and_keeps_the_stre
     assert b"".join(flow.response.stream(c) for c in (body[:40], body[40:], b"")) == body
     assert cache.response(flow) is None
     assert flow.response.content == body and flow.comment.startswith("HIT · the live stream")
+
+
+def test_an_answer_reported_bad_is_asked_again_and_recorded_anew(cache):
+    upstream(cache, send(cache, llm_flow()), body=orjson.dumps(COMPLETION))
+    hit = send(cache, llm_flow())
+    key = hit.response.headers["X-LLM-Cache-Key"]
+    again = send(cache, llm_flow(extra_headers=[(b"x-llm-cache-reject", key.encode())]))
+    assert again.response is None and "x-llm-cache-reject" not in again.request.headers  # goes upstream
+    upstream(cache, again, body=orjson.dumps({**COMPLETION, "id": "c2"}))
+    assert again.response.headers["X-LLM-Cache-Store"] == "stored"
+    assert orjson.loads(send(cache, llm_flow()).response.content)["id"] == "c2"  # the new answer replaced it
+
+
+def test_the_reject_command_deletes_an_entry_by_its_key_prefix(cache):
+    upstream(cache, send(cache, llm_flow()), body=orjson.dumps(COMPLETION))
+    key = send(cache, llm_flow()).response.headers["X-LLM-Cache-Key"]
+    assert cache.reject(key[:10]) == key
+    assert stored(cache) == 0 and send(cache, llm_flow()).response is None
+    with pytest.raises(exceptions.CommandError, match="no entry has a key starting with"):
+        cache.reject(key[:10])

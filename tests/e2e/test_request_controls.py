@@ -25,6 +25,18 @@ def test_cache_control_no_cache_goes_upstream_and_overwrites(client_env, prompt)
     assert headers["x-llm-cache"] == "HIT" and text(hit) == text(fresh) != text(first)
 
 
+def test_an_agent_reports_a_bad_answer_and_gets_a_new_one(client_env, fake, prompt):
+    headers, first = chat(prompt)
+    key = headers["x-llm-cache-key"]
+    assert chat(prompt)[0]["x-llm-cache"] == "HIT"
+    before = fake.calls()
+    headers, fresh = chat(prompt, extra_headers={"X-LLM-Cache-Reject": key})
+    assert (headers["x-llm-cache"], headers["x-llm-cache-store"]) == ("MISS", "stored") and fake.calls() == before + 1
+    assert "x-llm-cache-reject" not in {name.lower() for name in fake.last()["headers"]}  # the cache's business only
+    headers, hit = chat(prompt)
+    assert headers["x-llm-cache"] == "HIT" and text(hit) == text(fresh) != text(first)
+
+
 def test_cache_control_max_age_refuses_older_entries(client_env, prompt):
     chat(prompt)
     headers, _ = chat(prompt, extra_headers={"Cache-Control": "max-age=60"})

@@ -326,6 +326,13 @@ def test_clear_yes_and_invalidate(db, capsys):
     assert run(capsys, "clear", "--yes", "--db", db)[0] == 0 and rows(db) == {}
 
 
+def test_reject_deletes_one_entry_by_its_key_prefix(db, capsys):
+    status, out, _ = run(capsys, "reject", "3333", "--db", db, "--json")
+    assert status == 0 and json.loads(out) == {"rejected": "3" * 64, "deleted": 1} and "3" * 64 not in rows(db)
+    status, _, err = run(capsys, "reject", "3333", "--db", db)
+    assert status == 1 and "no entry has a key starting with '3333'" in err
+
+
 def test_stats_count_tokens_and_money_saved_per_model_and_host(db, capsys):
     status, out, _ = run(capsys, "stats", "--db", db, "--json")
     stats = json.loads(out)

@@ -58,10 +58,13 @@ def test_headers_give_the_request_controls():
     assert controls.read_controls([("X-Cache-Bypass", "true")]).bypass == "X-Cache-Bypass: true"
     assert controls.read_controls([("X-Cache-Bypass", "false")]).bypass is None
     assert controls.read_controls([("cache-control", "max-age=soon")]).max_age is None  # RFC 9111: ignored
+    key = "ab" * 32
+    assert controls.read_controls([("X-LLM-Cache-Reject", f" {key.upper()} ")]).reject == (key,)
+    assert "x-llm-cache-reject" in controls.OWN_HEADERS  # never sent upstream
 
 
 @pytest.mark.parametrize(("name", "value"), [("X-LLM-Cache-TTL", "1h"), ("X-LLM-Cache-Namespace", "a b"),
-                                             ("X-LLM-Cache-Tags", "ok,%bad")])
+                                             ("X-LLM-Cache-Tags", "ok,%bad"), ("X-LLM-Cache-Reject", "abc123")])
 def test_a_malformed_control_header_bypasses_with_its_name(name, value):
     assert name in controls.read_controls([(name, value)]).bypass
 
