@@ -24,6 +24,7 @@ from mitmproxy.types import Data
 import cache_models
 from llm_cache import dashboard, options, recording, serving
 from llm_cache.contentview import LLMContentview
+from llm_cache.controls import read_deps
 from llm_cache.policy import Mode
 from llm_cache.runtime import Runtime
 from llm_cache.status import stats_table
@@ -135,6 +136,15 @@ class LLMCache:
     def invalidate_host(self, host: str) -> int:
         """Delete every entry recorded for this host; returns how many."""
         return self._store().invalidate(host=host)
+
+    @command.command("llmcache.bump")
+    def bump(self, dependency: str, version: str) -> str:
+        """A dependency (X-LLM-Cache-Deps) has a new version: entries recorded under another are stale."""
+        deps = read_deps(f"{dependency}={version}")
+        if deps is None:
+            raise exceptions.CommandError(f"not a dependency and version: {dependency}={version}")
+        self._store().bump(dict(deps))
+        return f"{dependency} is at {version}: entries recorded under another version are stale"
 
     @command.command("llmcache.reject")
     def reject(self, key: str) -> str:

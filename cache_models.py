@@ -88,10 +88,20 @@ class CacheEntry(BaseModel):
     expires_at = FloatField(null=True)  # unix seconds, for entries recorded with X-LLM-Cache-TTL
     sample = IntegerField(null=True)  # 0 for the first response to a request; see llm_cache_samples
     tags = TextField(null=True)  # ",a,b," from X-LLM-Cache-Tags, so one LIKE finds a tag
+    deps = TextField(null=True)  # JSON [[dependency, version], ...] it was recorded under (X-LLM-Cache-Deps)
     headers = TextField()  # JSON list of [name, value]; response headers only, so never credentials
     body = BlobField()  # the decoded response: JSON, or the SSE bytes of a recorded stream
     assembled = BlobField(null=True)  # a stream's JSON answer, assembled when it was written
     request = BlobField()  # zlib(canonical request JSON), for inspection; no auth headers, no ?key=
+
+
+class CacheDep(BaseModel):
+    """The current version of each dependency a request or `llmcache.bump` named (X-LLM-Cache-Deps):
+    an entry recorded under another is stale."""
+
+    name = CharField(primary_key=True, max_length=128)
+    version = CharField(max_length=128)
+    changed_at = FloatField()
 
 
 class CacheCount(BaseModel):
@@ -119,7 +129,7 @@ class CacheSetting(BaseModel):
 
 
 # Columns added after the first release; an older cache gets them when it is opened.
-_ADDED_COLUMNS = ("expires_at", "sample", "tags", "assembled")
+_ADDED_COLUMNS = ("expires_at", "sample", "tags", "assembled", "deps")
 
 
 def resolve_db_url(url: str, base_dir: str) -> str:
@@ -169,7 +179,7 @@ def open_database(url: str) -> Database:
                      keepalives_count=3)
     database.initialize(db)
     db.connect(reuse_if_open=True)
-    db.create_tables([CacheEntry, CacheSetting, CacheCount], safe=True)
+    db.create_tables([CacheEntry, CacheSetting, CacheCount, CacheDep], safe=True)
     _add_missing_columns(db)
     return db
 
@@ -228,12 +238,14 @@ def _row_of(record: Record) -> dict[str, Any]:
         "expires_at": record.expires_at,
         "sample": record.sample,
         "tags": "," + ",".join(record.tags) + "," if record.tags else None,
+        "deps": orjson.dumps(record.deps).decode() if record.deps else None,
         "body": record.body,
         **derived_columns(record),
     }
 
 
 HIT_COUNT_INTERVAL = 0.5  # seconds: hit counts are summed in memory and sent this often
+DEPS_REFRESH = 2.0  # seconds: dependency versions another proxy set are seen within this
 FILE_CHECK_INTERVAL = 1.0  # seconds between checks that the SQLite file is still the one opened
 NEIGHBOURS = 20  # recent entries of the same endpoint and model a near miss is looked for among
 
@@ -260,7 +272,7 @@ class CacheStore:
         # Built once: running the ORM per lookup costs ~10x the lookup itself. A JSON request reads
         # a stream entry's assembled answer instead of its stream (the body only when there is none).
         answer = [CacheEntry.status, CacheEntry.headers, CacheEntry.body, CacheEntry.is_stream, CacheEntry.created_at,
-                  CacheEntry.family, CacheEntry.expires_at]
+                  CacheEntry.family, CacheEntry.expires_at, CacheEntry.deps]
         self._find_sql = CacheEntry.select(*answer).where(CacheEntry.key == "?").sql()[0]
         answer[2] = Case(None, [(CacheEntry.assembled.is_null(), CacheEntry.body)], None)
         self._find_json_sql = (
@@ -270,6 +282,9 @@ class CacheStore:
         self._waiters: dict[int, Future[str]] = {}
         self._hits: dict[str, tuple[int, float]] = {}
         self._misses: dict[tuple[str, str, str, str], int] = {}  # (day, family, host, model) -> misses
+        self._versions: dict[str, str] = {}  # dependency -> current version (X-LLM-Cache-Deps)
+        self._versions_unwritten: dict[str, tuple[str, float]] = {}  # set here, and when: the database may lag
+        self._versions_read = float("-inf")
         self._hits_sent = 0.0
         self._lock = threading.Lock()
         self.retrying: str | None = None  # why the writer is trying a batch again, while it is
@@ -304,7 +319,7 @@ class CacheStore:
             raise
         if row is None:
             return None
-        status, headers, body, is_stream, created_at, family, expires_at, *assembled = row
+        status, headers, body, is_stream, created_at, family, expires_at, deps, *assembled = row
         return Record(
             key=key,
             status=status,
@@ -315,6 +330,7 @@ class CacheStore:
             family=family,
             expires_at=expires_at,
             assembled=bytes(assembled[0]) if assembled and assembled[0] is not None else None,
+            deps=tuple(tuple(dep) for dep in orjson.loads(deps)) if deps else (),  # type: ignore[misc]
         )
 
     def _check_file(self) -> None:
@@ -455,6 +471,39 @@ class CacheStore:
             except RuntimeError:  # a writer far behind (or just gone): counts are not worth failing a hit for
                 logger.debug("llm-cache: %d counts dropped", len(op))
 
+    @property
+    def versions(self) -> dict[str, str]:
+        """The dependencies' current versions, as this proxy knows them (and, every DEPS_REFRESH
+        seconds, as the database says, where another proxy may have changed them)."""
+        if time.monotonic() - self._versions_read >= DEPS_REFRESH:
+            self._versions_read = time.monotonic()
+            try:
+                rows = CacheDep.select(CacheDep.name, CacheDep.version).tuples()
+                read = dict(cast(list[tuple[str, str]], list(rows)))
+                # Versions set here stand until the writer has surely written them; then the database's word wins.
+                self._versions_unwritten = {name: (version, when) for name, (version, when)
+                                            in self._versions_unwritten.items() if when > self._versions_read - 10}
+                self._versions = {**read, **{name: version for name, (version, _) in self._versions_unwritten.items()}}
+            except Exception as e:  # a lookup goes on with what this proxy knows
+                logger.debug("llm-cache: dependency versions not read: %s", e)
+        return self._versions
+
+    def depend(self, deps: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+        """A request names dependencies: versions it names become current; the versions its answer
+        is recorded under (a dependency named without a version: its current one)."""
+        current = self._versions  # as this proxy knows them: no read of the database here, on the event loop
+        changed = {name: version for name, version in deps if version and current.get(name) != version}
+        if changed:
+            self.bump(changed)
+        return tuple((name, version or current.get(name, "")) for name, version in deps)
+
+    def bump(self, versions: dict[str, str]) -> None:
+        """New current versions: entries recorded under others are stale from now on."""
+        self._versions = {**self._versions, **versions}
+        now = time.monotonic()
+        self._versions_unwritten.update({name: (version, now) for name, version in versions.items()})
+        self._writer.submit(DepVersions(versions))
+
     def reject(self, keys: Sequence[str]) -> None:
         """Entries reported as bad answers: no longer served, deleted by the writer."""
         with self._lock:
@@ -593,6 +642,10 @@ def _add_counts(rows: list[dict[str, Any]]) -> None:
          .on_conflict(conflict_target=[CacheCount.day, CacheCount.family, CacheCount.host, CacheCount.model],
                       update=added)
          .execute())
+
+
+class DepVersions(dict[str, str]):
+    """A writer op: dependencies' new current versions."""
 
 
 class Rejected(NamedTuple):
@@ -772,6 +825,7 @@ def open_writer(url: str, rules: KeyRules = DEFAULT_RULES) -> Callable[[Sequence
         hits: dict[str, tuple[int, float]] = {}
         misses: dict[tuple[str, str, str, str], int] = {}
         rejected: set[str] = set()
+        versions: dict[str, str] = {}
         for op in ops:
             if isinstance(op, HitCounts):
                 for key, (count, when) in op.items():
@@ -781,10 +835,18 @@ def open_writer(url: str, rules: KeyRules = DEFAULT_RULES) -> Callable[[Sequence
                     misses[where] = misses.get(where, 0) + count
             elif isinstance(op, Rejected):
                 rejected.update(op.keys)
+            elif isinstance(op, DepVersions):
+                versions.update(op)
         db = state["db"]
         try:
             existing = _present([row["key"] for row in rows])
             db.begin()
+            if versions:
+                (CacheDep
+                 .insert_many([{"name": name, "version": version, "changed_at": time.time()}
+                               for name, version in versions.items()])
+                 .on_conflict(conflict_target=[CacheDep.name], preserve=[CacheDep.version, CacheDep.changed_at])
+                 .execute())
             for gone in chunked(sorted(rejected), 500):  # before this batch's rows: an answer recorded anew stays
                 CacheEntry.delete().where(CacheEntry.key.in_(gone)).execute()
             for batch in chunked(rows, 40):  # within SQLite's bound on parameters per statement

@@ -149,6 +149,7 @@ def make_record(
     tags: tuple[str, ...] = (),
     profile: str = "",
     user_agent: str = "",
+    deps: tuple[tuple[str, str], ...] = (),
 ) -> Record:
     return Record(
         key=key,
@@ -168,4 +169,5 @@ def make_record(
         tags=tags,
         profile=profile,
         user_agent=user_agent,
+        deps=deps,
     )

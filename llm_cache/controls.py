@@ -7,6 +7,8 @@
 - Ours: `X-LLM-Cache-TTL: <s>`, `X-LLM-Cache-Namespace: <name>`, `X-LLM-Cache-Tags: a,b`, and
   `X-LLM-Cache-Reject: <key>[,<key>]`: an agent reports an answer it got as bad (the key from its
   X-LLM-Cache-Key): the entry is deleted, and a request it would answer goes upstream and is recorded anew.
+- `X-LLM-Cache-Deps: table:products=abc123, doc:42` (Cachecore's `X-Cachecore-Deps` too): the
+  answer depends on these versions; an entry recorded under another version of one is stale.
 
 Our headers and the seed servers' are removed before the request goes upstream. A malformed value
 is not guessed at: the request bypasses the cache and the reason says which header was wrong.
@@ -18,7 +20,7 @@ from typing import NamedTuple
 
 # Request headers that are for the cache only and never reach a provider.
 OWN_HEADERS = frozenset({"x-llm-cache-ttl", "x-llm-cache-namespace", "x-llm-cache-tags", "x-cache-bypass",
-                         "x-llm-cache-reject"})
+                         "x-llm-cache-reject", "x-llm-cache-deps", "x-cachecore-deps"})
 
 _NAME = re.compile(r"[A-Za-z0-9._:/@+-]{1,128}")
 _KEY = re.compile(r"[0-9a-f]{64}")
@@ -35,6 +37,7 @@ class Controls(NamedTuple):
     namespace: str = ""
     tags: tuple[str, ...] = ()
     reject: tuple[str, ...] = ()  # entries the client reports as bad answers
+    deps: tuple[tuple[str, str], ...] = ()  # (dependency, version or "" for its current one)
 
 
 NO_CONTROLS = Controls()
@@ -71,7 +74,27 @@ def read_controls(headers: Iterable[tuple[str, str]]) -> Controls:
                 return Controls(bypass=f"invalid X-LLM-Cache-Reject {value!r} "
                                        "(want the 64-hex X-LLM-Cache-Key of an answer)")
             fields["reject"] = tuple(sorted(set(fields.get("reject", ())) | set(keys)))  # type: ignore[call-overload]
+        elif name in ("x-llm-cache-deps", "x-cachecore-deps"):
+            deps = read_deps(value)
+            if deps is None:
+                header = "X-LLM-Cache-Deps" if name == "x-llm-cache-deps" else "X-Cachecore-Deps"
+                return Controls(bypass=f"invalid {header} {value!r} (want name=version, name; names and versions "
+                                       "of A-Za-z0-9._:/@+-)")
+            fields["deps"] = tuple(sorted(dict([*fields.get("deps", ()), *deps]).items()))  # type: ignore[misc]
     return Controls(**fields)  # type: ignore[arg-type]
+
+
+def read_deps(value: str) -> tuple[tuple[str, str], ...] | None:
+    """`name=version, name` as (name, version) pairs ("" for no version); None when malformed."""
+    deps = []
+    for item in value.split(","):
+        name, _, version = (part.strip() for part in item.partition("="))
+        if not item.strip():
+            continue
+        if not _NAME.fullmatch(name) or (version and not _NAME.fullmatch(version)):
+            return None
+        deps.append((name, version))
+    return tuple(deps) or None
 
 
 def _read_directive(directive: str, fields: dict[str, object]) -> None:

@@ -178,7 +178,7 @@ def document(stats: dict[str, Any], days: Sequence[tuple[str, int, int]], models
     hits, misses = sum(row[1] for row in shown), sum(row[2] for row in shown)
     return {
         "generated_at": _iso(now),
-        "database": stats["database"].split("?", 1)[0],  # a query string may carry a password
+        "database": _shown(stats["database"]),
         "entries": stats["entries"],
         "days": [{"day": day, "hits": day_hits, "misses": day_misses} for day, day_hits, day_misses in shown],
         "window": {"days": DAYS, "hits": hits, "misses": misses, "hit_rate": _rate(hits, misses)},
@@ -216,3 +216,10 @@ def _entry(row: dict[str, Any]) -> dict[str, Any]:
 
 def _iso(when: float) -> str:
     return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _shown(url: str) -> str:
+    """The database as the page names it: a SQLite file by its name (its folder is in the proxy's
+    start line), a server without its query string (which may carry a password)."""
+    url = url.split("?", 1)[0]
+    return "sqlite: " + url.rsplit("/", 1)[-1] if url.startswith("sqlite:") else url

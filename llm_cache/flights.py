@@ -85,7 +85,9 @@ class Flights:
             started.cancel()
         if flight.answer in done:
             return flight.answer.result()
-        if started in done and wire is flight.wire:
+        # Live only while the leader's stream is coming: one that has ended is not known to be whole
+        # until the writer has checked it (a stream may end in an error event), so wait for that.
+        if started in done and wire is flight.wire and not flight.broadcast[0].ended:
             return Relayed(self.relay.port, entry)
         if not done:
             return None

@@ -32,6 +32,7 @@ class FlowState(TypedDict, total=False):
     include_usage: bool
     skip_store: str | None  # why its answer must not be recorded, if it must not
     secret: str | None  # the kind of credential its body carries, if any
+    deps: tuple[tuple[str, str], ...]  # the dependency versions its answer is recorded under
     leads: bool  # the first of identical requests in flight: the others wait for its answer
     relayed_from: tuple[str, str, int, str]  # a follower's destination (scheme, host, port, path) before the relay
     # response: what became of a miss ("stored", "queued: …", "skipped: …")

@@ -1,6 +1,7 @@
 """What the cache does with one recognised request: the proxy's settings and the request's own
 controls, combined once into a Plan. Pure data in, pure data out."""
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from llm_cache.controls import Controls
@@ -38,9 +39,12 @@ def plan_for(settings: Settings, controls: Controls, facts: BodyFacts, *, family
     return Plan(bypass=None, look_up=look_up, skip_store=skip_store, replay_only=replay_only)
 
 
-def is_expired(record: Record, now: float, settings: Settings, controls: Controls) -> bool:
-    """An entry past the proxy's TTL, its own TTL, or the request's TTL or max-age is not served
-    (except as stale-if-error)."""
+def is_expired(record: Record, now: float, settings: Settings, controls: Controls,
+               versions: Mapping[str, str] | None = None) -> bool:
+    """An entry past the proxy's TTL, its own TTL, or the request's TTL or max-age, or recorded under
+    another version of a dependency than the current one, is not served (except as stale-if-error)."""
+    if record.deps and versions is not None and any(versions.get(name, "") != version for name, version in record.deps):
+        return True
     age = now - record.created_at
     if record.expires_at is not None and now >= record.expires_at:
         return True

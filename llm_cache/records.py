@@ -63,6 +63,7 @@ class Record(NamedTuple):
     profile: str = ""  # the agent profile the request was keyed with (llm_cache.profiles)
     user_agent: str = ""  # the client's User-Agent, kept with the request for `llmcache.explain`
     assembled: bytes | None = None  # a stream entry's JSON answer, read back only for a JSON request
+    deps: tuple[tuple[str, str], ...] = ()  # the dependency versions it was recorded under (X-LLM-Cache-Deps)
 
 
 class NotStorable(ValueError):

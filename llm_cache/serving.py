@@ -107,7 +107,8 @@ def look_up(rt: Runtime, flow: http.HTTPFlow) -> Later:
     key = keys.cache_key(state["target"], facts.digest, state["partition"])
     wire = state["route"].stream_wire if facts.stream else Wire.JSON
     state.update({"request_key": key, "model": facts.model, "stream": facts.stream, "wire": wire,
-                  "include_usage": facts.include_usage, "skip_store": plan.skip_store, "secret": facts.secret})
+                  "include_usage": facts.include_usage, "skip_store": plan.skip_store, "secret": facts.secret,
+                  "deps": store.depend(controls.deps) if controls.deps else ()})
     now = time.time()
     nth = rt.nth(key)
 
@@ -116,7 +117,8 @@ def look_up(rt: Runtime, flow: http.HTTPFlow) -> Later:
             return Found(None, None, nth % settings.samples)
         read = store.find_json if wire is Wire.JSON else store.find
         found = find_entry(read, key, nth=nth, samples=settings.samples, can_record=plan.skip_store is None,
-                           is_expired=lambda record: is_expired(record, now, settings, controls))
+                           is_expired=lambda record: is_expired(record, now, settings, controls,
+                                                                store.versions if record.deps else None))
         if found.fresh is not None and found.fresh.key in controls.reject:  # reported bad: asked again
             return found._replace(fresh=None)
         return found

@@ -671,3 +671,14 @@ def test_the_reject_command_deletes_an_entry_by_its_key_prefix(cache):
     assert stored(cache) == 0 and send(cache, llm_flow()).response is None
     with pytest.raises(exceptions.CommandError, match="no entry has a key starting with"):
         cache.reject(key[:10])
+
+
+def test_bumping_a_dependency_makes_the_entries_recorded_under_it_stale(cache):
+    depends = [(b"x-llm-cache-deps", b"doc:42=v1")]
+    upstream(cache, send(cache, llm_flow(extra_headers=depends)), body=orjson.dumps(COMPLETION))
+    assert send(cache, llm_flow(extra_headers=depends)).response.headers["X-LLM-Cache"] == "HIT"
+    assert send(cache, llm_flow()).response.headers["X-LLM-Cache"] == "HIT"  # one that names no dependency
+    assert cache.bump("doc:42", "v2") == "doc:42 is at v2: entries recorded under another version are stale"
+    assert send(cache, llm_flow()).response is None  # goes upstream
+    with pytest.raises(exceptions.CommandError, match="not a dependency and version"):
+        cache.bump("doc 42", "v3")

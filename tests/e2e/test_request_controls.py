@@ -37,6 +37,20 @@ def test_an_agent_reports_a_bad_answer_and_gets_a_new_one(client_env, fake, prom
     assert headers["x-llm-cache"] == "HIT" and text(hit) == text(fresh) != text(first)
 
 
+def test_an_entry_recorded_under_another_dependency_version_is_stale(client_env, fake, prompt):
+    def deps(value, header="X-LLM-Cache-Deps"):
+        return chat(prompt, extra_headers={header: value})[0]
+
+    assert deps("table:products=abc123, doc:42")["x-llm-cache"] == "MISS"
+    assert deps("table:products=abc123, doc:42")["x-llm-cache"] == "HIT"
+    before = fake.calls()
+    assert deps("table:products=def456, doc:42")["x-llm-cache"] == "MISS"  # the table changed
+    assert fake.calls() == before + 1
+    assert deps("table:products, doc:42")["x-llm-cache"] == "HIT"  # no version named: the current one
+    assert deps("table:products=abc123, doc:42", "X-Cachecore-Deps")["x-llm-cache"] == "MISS"  # Cachecore's form
+    assert "x-llm-cache-deps" not in {name.lower() for name in fake.last()["headers"]}
+
+
 def test_cache_control_max_age_refuses_older_entries(client_env, prompt):
     chat(prompt)
     headers, _ = chat(prompt, extra_headers={"Cache-Control": "max-age=60"})

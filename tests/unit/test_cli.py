@@ -67,7 +67,7 @@ def entries():
             "usage": {"prompt_tokens": 1000, "completion_tokens": 500}}).encode(),
             request_body=chat_request("What is the capital of France?", tools=[
                 {"type": "function", "function": {"name": "get_weather", "parameters": {}}}]),
-            tags=("nightly", "eval_1")),
+            tags=("nightly", "eval_1"), deps=(("doc:42", "v1"), ("table:products", "abc123"))),
         record("2" * 64, body=CHAT_STREAM, is_stream=True, created_at=2000.0,
                headers=(("content-type", "text/event-stream"), ("x-request-id", "req_1"))),
         record("3" * 64, family="anthropic.messages", body=anthropic_stream, is_stream=True,

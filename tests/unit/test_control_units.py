@@ -61,10 +61,24 @@ def test_headers_give_the_request_controls():
     key = "ab" * 32
     assert controls.read_controls([("X-LLM-Cache-Reject", f" {key.upper()} ")]).reject == (key,)
     assert "x-llm-cache-reject" in controls.OWN_HEADERS  # never sent upstream
+    deps = controls.read_controls([("X-LLM-Cache-Deps", "table:products=abc123, doc:42"),
+                                   ("X-Cachecore-Deps", "doc:7=v2")]).deps
+    assert deps == (("doc:42", ""), ("doc:7", "v2"), ("table:products", "abc123"))
+    assert {"x-llm-cache-deps", "x-cachecore-deps"} <= controls.OWN_HEADERS
+
+
+def test_an_entry_recorded_under_another_dependency_version_is_stale():
+    entry = Record(key="k", status=200, headers=[], body=b"{}", is_stream=False, created_at=100.0,
+                   deps=(("doc:42", "v1"),))
+    s = settings()
+    assert not plan.is_expired(entry, 101.0, s, controls.NO_CONTROLS, {"doc:42": "v1"})
+    assert plan.is_expired(entry, 101.0, s, controls.NO_CONTROLS, {"doc:42": "v2"})
+    assert plan.is_expired(entry, 101.0, s, controls.NO_CONTROLS, {})  # a version it never had
 
 
 @pytest.mark.parametrize(("name", "value"), [("X-LLM-Cache-TTL", "1h"), ("X-LLM-Cache-Namespace", "a b"),
-                                             ("X-LLM-Cache-Tags", "ok,%bad"), ("X-LLM-Cache-Reject", "abc123")])
+                                             ("X-LLM-Cache-Tags", "ok,%bad"), ("X-LLM-Cache-Reject", "abc123"),
+                                             ("X-LLM-Cache-Deps", "doc 42=v1")])
 def test_a_malformed_control_header_bypasses_with_its_name(name, value):
     assert name in controls.read_controls([(name, value)]).bypass
 

@@ -3,6 +3,8 @@ failed stream is cut off for followers too (llm_cache.relay)."""
 
 import asyncio
 
+from llm_cache.endpoints import Wire
+from llm_cache.flights import Flights, Relayed
 from llm_cache.relay import Relay
 
 
@@ -49,3 +51,26 @@ async def test_a_failed_stream_is_cut_off_for_its_followers():
         assert answer.endswith(b"9\r\ndata: 1\n\n\r\n")  # no last chunk: the client sees it broke off
     finally:
         relay.close()
+
+
+async def test_a_follower_after_the_stream_ended_waits_for_the_writers_word():
+    # A stream that has ended is not known to be whole until the writer has checked it: a follower
+    # that comes then is not relayed it, and goes upstream itself when it is not stored.
+    flights = Flights()
+    await flights.relay.start()
+    try:
+        assert flights.lead("k", Wire.SSE) is None
+        add = flights.streaming("k", 200, [(b"content-type", b"text/event-stream")])
+        assert add is not None
+        live = flights.lead("k", Wire.SSE)
+        assert isinstance(await flights.follow("k", live, Wire.SSE, 5), Relayed)  # while it comes: live
+        add(b'data: {"type": "response.failed"}\n\n')
+        add(b"")
+        late = flights.lead("k", Wire.SSE)
+        waiting = asyncio.create_task(flights.follow("k", late, Wire.SSE, 5))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        flights.release("k", None)  # the writer: not stored
+        assert await asyncio.wait_for(waiting, 5) is None
+    finally:
+        flights.relay.close()
