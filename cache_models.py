@@ -89,6 +89,7 @@ class CacheEntry(BaseModel):
     sample = IntegerField(null=True)  # 0 for the first response to a request; see llm_cache_samples
     tags = TextField(null=True)  # ",a,b," from X-LLM-Cache-Tags, so one LIKE finds a tag
     deps = TextField(null=True)  # JSON [[dependency, version], ...] it was recorded under (X-LLM-Cache-Deps)
+    namespace = CharField(max_length=128, null=True)  # X-LLM-Cache-Namespace, for listing (the key keeps them apart)
     headers = TextField()  # JSON list of [name, value]; response headers only, so never credentials
     body = BlobField()  # the decoded response: JSON, or the SSE bytes of a recorded stream
     assembled = BlobField(null=True)  # a stream's JSON answer, assembled when it was written
@@ -129,7 +130,7 @@ class CacheSetting(BaseModel):
 
 
 # Columns added after the first release; an older cache gets them when it is opened.
-_ADDED_COLUMNS = ("expires_at", "sample", "tags", "assembled", "deps")
+_ADDED_COLUMNS = ("expires_at", "sample", "tags", "assembled", "deps", "namespace")
 
 
 def resolve_db_url(url: str, base_dir: str) -> str:
@@ -239,6 +240,7 @@ def _row_of(record: Record) -> dict[str, Any]:
         "sample": record.sample,
         "tags": "," + ",".join(record.tags) + "," if record.tags else None,
         "deps": orjson.dumps(record.deps).decode() if record.deps else None,
+        "namespace": record.namespace or None,
         "body": record.body,
         **derived_columns(record),
     }

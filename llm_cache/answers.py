@@ -150,6 +150,7 @@ def make_record(
     profile: str = "",
     user_agent: str = "",
     deps: tuple[tuple[str, str], ...] = (),
+    namespace: str = "",
 ) -> Record:
     return Record(
         key=key,
@@ -170,4 +171,5 @@ def make_record(
         profile=profile,
         user_agent=user_agent,
         deps=deps,
+        namespace=namespace,
     )

@@ -192,6 +192,7 @@ def cassette_entry(row: dict[str, Any]) -> dict[str, Any]:
         "sample": row["sample"],
         "tags": tags_of(row["tags"]),
         "deps": orjson.loads(row["deps"]) if row.get("deps") else [],  # a cassette without them: none
+        "namespace": row.get("namespace") or "",
         "input_tokens": row["input_tokens"],
         "output_tokens": row["output_tokens"],
         "request": request_document(bytes(row["request"])),
@@ -220,6 +221,7 @@ def entry_row(entry: dict[str, Any]) -> dict[str, Any]:
         "sample": entry["sample"],
         "tags": "," + ",".join(entry["tags"]) + "," if entry["tags"] else None,
         "deps": orjson.dumps(entry["deps"]).decode() if entry.get("deps") else None,
+        "namespace": entry.get("namespace") or None,
         "headers": orjson.dumps([tuple(h) for h in entry["headers"]]).decode(),
         "body": body,
         "assembled": orjson.dumps(whole) if whole is not None else None,

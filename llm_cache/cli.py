@@ -102,6 +102,7 @@ def parser() -> argparse.ArgumentParser:
     filters.add_argument("--newer-than", type=_argument(parse_duration), metavar="AGE",
                          help="only entries recorded within AGE")
     filters.add_argument("--text", help="only entries whose request mentions TEXT (in any string, ignoring case)")
+    filters.add_argument("--namespace", help="only entries recorded with X-LLM-Cache-Namespace: NAME ('' for none)")
 
     top = argparse.ArgumentParser(prog="llm-cache", description="The llm-cache database from a shell.")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -194,7 +195,7 @@ def _filter(args: argparse.Namespace, now: float) -> inventory.EntryFilter:
         model=args.model, host=args.host, family=args.family, tag=args.tag,
         created_before=None if args.older_than is None else now - args.older_than,
         created_after=None if args.newer_than is None else now - args.newer_than,
-        text=args.text)
+        text=args.text, namespace=args.namespace)
 
 
 # -- output ---------------------------------------------------------------------------------------

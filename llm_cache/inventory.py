@@ -16,7 +16,8 @@ from llm_cache.keys import parse_json
 
 _LISTED = (CacheEntry.key, CacheEntry.family, CacheEntry.status, CacheEntry.is_stream, CacheEntry.created_at,
            CacheEntry.host, CacheEntry.model, CacheEntry.input_tokens, CacheEntry.output_tokens,
-           CacheEntry.hit_count, CacheEntry.last_hit_at, CacheEntry.expires_at, CacheEntry.sample, CacheEntry.tags)
+           CacheEntry.hit_count, CacheEntry.last_hit_at, CacheEntry.expires_at, CacheEntry.sample, CacheEntry.tags,
+           CacheEntry.namespace)
 PAGE = 200  # rows per query when every column is read: a page of large streams stays within memory
 
 
@@ -31,6 +32,7 @@ class EntryFilter(NamedTuple):
     created_after: float | None = None  # --newer-than
     used_since: float | None = None  # --since: created or last hit at or after
     text: str | None = None  # in a string of the stored request body, ignoring case
+    namespace: str | None = None  # X-LLM-Cache-Namespace it was recorded under ("" for none)
 
 
 EVERY_ENTRY = EntryFilter()
@@ -44,6 +46,8 @@ def _filtered(query: Any, spec: EntryFilter) -> Any:
         conditions.append(CacheEntry.host == spec.host.lower())
     if spec.family is not None:
         conditions.append(CacheEntry.family == spec.family)
+    if spec.namespace is not None:
+        conditions.append(CacheEntry.namespace == spec.namespace if spec.namespace else CacheEntry.namespace.is_null())
     if spec.tag is not None:  # LIKE narrows (it may ignore case, "_" is a wildcard); _wanted decides
         conditions.append(CacheEntry.tags.contains(f",{spec.tag},"))
     if spec.created_before is not None:

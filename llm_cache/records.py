@@ -64,6 +64,7 @@ class Record(NamedTuple):
     user_agent: str = ""  # the client's User-Agent, kept with the request for `llmcache.explain`
     assembled: bytes | None = None  # a stream entry's JSON answer, read back only for a JSON request
     deps: tuple[tuple[str, str], ...] = ()  # the dependency versions it was recorded under (X-LLM-Cache-Deps)
+    namespace: str = ""  # X-LLM-Cache-Namespace of the request that recorded it (also in its key)
 
 
 class NotStorable(ValueError):

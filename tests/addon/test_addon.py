@@ -682,3 +682,13 @@ def test_bumping_a_dependency_makes_the_entries_recorded_under_it_stale(cache):
     assert send(cache, llm_flow()).response is None  # goes upstream
     with pytest.raises(exceptions.CommandError, match="not a dependency and version"):
         cache.bump("doc 42", "v3")
+
+
+def test_an_entry_keeps_the_namespace_it_was_recorded_in_for_listing(cache):
+    from cache_models import CacheEntry
+
+    upstream(cache, send(cache, llm_flow(extra_headers=[(b"x-llm-cache-namespace", b"team-a")])),
+             body=orjson.dumps(COMPLETION))
+    upstream(cache, send(cache, llm_flow()), body=orjson.dumps(COMPLETION))  # another key: no namespace
+    cache.store.flush()
+    assert sorted((ns or "") for ns, in CacheEntry.select(CacheEntry.namespace).tuples()) == ["", "team-a"]

@@ -67,7 +67,7 @@ def entries():
             "usage": {"prompt_tokens": 1000, "completion_tokens": 500}}).encode(),
             request_body=chat_request("What is the capital of France?", tools=[
                 {"type": "function", "function": {"name": "get_weather", "parameters": {}}}]),
-            tags=("nightly", "eval_1"), deps=(("doc:42", "v1"), ("table:products", "abc123"))),
+            tags=("nightly", "eval_1"), deps=(("doc:42", "v1"), ("table:products", "abc123")), namespace="team-a"),
         record("2" * 64, body=CHAT_STREAM, is_stream=True, created_at=2000.0,
                headers=(("content-type", "text/event-stream"), ("x-request-id", "req_1"))),
         record("3" * 64, family="anthropic.messages", body=anthropic_stream, is_stream=True,
@@ -324,6 +324,13 @@ def test_clear_yes_and_invalidate(db, capsys):
     status, _, err = run(capsys, "invalidate", "--db", db)
     assert status == 1 and "invalidate needs" in err
     assert run(capsys, "clear", "--yes", "--db", db)[0] == 0 and rows(db) == {}
+
+
+def test_ls_filters_by_namespace(db, capsys):
+    _, out, _ = run(capsys, "ls", "--namespace", "team-a", "--db", db, "--json")
+    assert [json.loads(line)["key"] for line in out.splitlines()] == ["1" * 64]
+    _, out, _ = run(capsys, "ls", "--namespace", "", "--db", db, "--json")
+    assert len(out.splitlines()) == 5 and "1" * 64 not in out
 
 
 def test_reject_deletes_one_entry_by_its_key_prefix(db, capsys):
