@@ -23,6 +23,7 @@ from mitmproxy.types import Data
 
 import cache_models
 from llm_cache import dashboard, options, recording, serving
+from llm_cache.answering import Later
 from llm_cache.contentview import LLMContentview
 from llm_cache.controls import read_deps
 from llm_cache.policy import Mode
@@ -94,7 +95,7 @@ class LLMCache:
             return
         serving.recognise(self.rt, flow)
 
-    def request(self, flow: http.HTTPFlow) -> serving.Later:
+    def request(self, flow: http.HTTPFlow) -> Later:
         if flow.response or flow.error or not flow.live:
             return None
         if (answered := dashboard.serve(self.rt, flow)) is not None:
@@ -104,7 +105,7 @@ class LLMCache:
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         recording.responseheaders(self.rt, flow)
 
-    def response(self, flow: http.HTTPFlow) -> serving.Later:
+    def response(self, flow: http.HTTPFlow) -> Later:
         return recording.response(self.rt, flow)
 
     def error(self, flow: http.HTTPFlow) -> None:

@@ -6,7 +6,6 @@ statement; every write goes through one writer process (llm_cache.writer).
 """
 
 import contextlib
-import functools
 import hashlib
 import hmac
 import logging
@@ -16,11 +15,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import orjson
-import peewee
 from peewee import (
     BlobField,
     BooleanField,
@@ -33,18 +31,16 @@ from peewee import (
     IntegerField,
     Model,
     TextField,
-    chunked,
     fn,
 )
 from playhouse.db_url import connect
 from playhouse.migrate import SchemaMigrator, migrate
 
-from llm_cache import explain
+from llm_cache import explain, writes
 from llm_cache.endpoints import Family
-from llm_cache.keys import parse_json
-from llm_cache.normalise import DEFAULT_RULES, KeyRules, canonical_form
-from llm_cache.records import NotStorable, Record, derived_columns, unpack_request
-from llm_cache.writer import RETRY_FOR, Later, ProcessWriter, Retry
+from llm_cache.normalise import DEFAULT_RULES, KeyRules
+from llm_cache.records import Record, unpack_request
+from llm_cache.writer import RETRY_FOR, ProcessWriter
 
 logger = logging.getLogger(__name__)
 # mitmproxy sets the root logger to DEBUG (and quiets tornado, asyncio, hpack). peewee logs every
@@ -226,26 +222,6 @@ def scope_secret() -> str:
     return setting("scope_secret", lambda: secrets.token_hex(32))
 
 
-def _row_of(record: Record) -> dict[str, Any]:
-    return {
-        "key": record.key,
-        "family": record.family,
-        "status": record.status,
-        "is_stream": record.is_stream,
-        "created_at": record.created_at,
-        "host": record.host,
-        "model": record.model,
-        "hit_count": 0,  # for a new entry; an overwritten entry keeps its count
-        "expires_at": record.expires_at,
-        "sample": record.sample,
-        "tags": "," + ",".join(record.tags) + "," if record.tags else None,
-        "deps": orjson.dumps(record.deps).decode() if record.deps else None,
-        "namespace": record.namespace or None,
-        "body": record.body,
-        **derived_columns(record),
-    }
-
-
 HIT_COUNT_INTERVAL = 0.5  # seconds: hit counts are summed in memory and sent this often
 DEPS_REFRESH = 2.0  # seconds: dependency versions another proxy set are seen within this
 FILE_CHECK_INTERVAL = 1.0  # seconds between checks that the SQLite file is still the one opened
@@ -269,7 +245,7 @@ class CacheStore:
         self.rules = rules
         self._on_near_miss = on_near_miss
         self.db = open_database(url)
-        self._inode = _inode(url)
+        self._file_inode = writes.sqlite_inode(url)
         self._inode_checked = time.monotonic()
         # Built once: running the ORM per lookup costs ~10x the lookup itself. A JSON request reads
         # a stream entry's assembled answer instead of its stream (the body only when there is none).
@@ -293,6 +269,8 @@ class CacheStore:
         self.writes = {"stored": 0, "lost": 0}  # entries, this process's run
         self.lost: dict[str, int] = {}  # entries lost, by cause
         self.write_retry = write_retry
+        from llm_cache.batches import open_writer  # here: it needs this module's models, this module needs it
+
         self._writer = ProcessWriter(open_writer, (url, rules), self._settled, retrying=self._retrying,
                                      retry_for=write_retry)
 
@@ -308,14 +286,15 @@ class CacheStore:
             pending = self._pending.get(key)
         if pending is not None and pending[1] is not None:
             return pending[1]
-        if self._inode is not None and time.monotonic() - self._inode_checked > FILE_CHECK_INTERVAL:
+        if self._file_inode is not None and time.monotonic() - self._inode_checked > FILE_CHECK_INTERVAL:
             self._check_file()
         try:
             cursor = self.db.cursor()  # the DB-API cursor itself: execute_sql's wrapping costs as much again
             cursor.execute(sql, (key,))
             row = cursor.fetchone()
         except Exception as e:
-            if self.remote and transient_cause(e, remote=True):  # the server went away: the next lookup connects again
+            # The server went away: the next lookup connects again.
+            if self.remote and writes.transient_cause(e, remote=True):
                 with contextlib.suppress(Exception):
                     self.db.close()
             raise
@@ -339,14 +318,14 @@ class CacheStore:
         """A SQLite file deleted or replaced under the proxy: read the new one (the writer makes
         it), never the deleted one's entries (a stat once a second, ~2 us)."""
         self._inode_checked = time.monotonic()
-        if _inode(self.url) in (self._inode, -1):  # the same file, or not there yet
+        if writes.sqlite_inode(self.url) in (self._file_inode, -1):  # the same file, or not there yet
             return
         logger.warning("llm-cache: the cache file %s was deleted or replaced; reading the new one",
                        redact_url(self.url))
         with contextlib.suppress(Exception):
             self.db.close()
         self.db = open_database(self.url)
-        self._inode = _inode(self.url)
+        self._file_inode = writes.sqlite_inode(self.url)
 
     def credential_tag(self, credential: str) -> str:
         """An HMAC of a credential under the cache's own secret: entries of one API key stay apart
@@ -412,7 +391,7 @@ class CacheStore:
 
     def missed(self, family: str, host: str, model: str, when: float) -> None:
         """Count an LLM call that went upstream; sent to the writer with the hit counts."""
-        where = (utc_day(when), family, host, model)
+        where = (writes.utc_day(when), family, host, model)
         with self._lock:
             self._misses[where] = self._misses.get(where, 0) + 1
 
@@ -465,7 +444,7 @@ class CacheStore:
             hits, self._hits = self._hits, {}
             misses, self._misses = self._misses, {}
             self._hits_sent = time.monotonic()
-        for op in ([HitCounts(hits)] if hits else []) + ([MissCounts(misses)] if misses else []):
+        for op in ([writes.HitCounts(hits)] if hits else []) + ([writes.MissCounts(misses)] if misses else []):
             if self._writer.dead:
                 break
             try:
@@ -504,14 +483,14 @@ class CacheStore:
         self._versions = {**self._versions, **versions}
         now = time.monotonic()
         self._versions_unwritten.update({name: (version, now) for name, version in versions.items()})
-        self._writer.submit(DepVersions(versions))
+        self._writer.submit(writes.DepVersions(versions))
 
     def reject(self, keys: Sequence[str]) -> None:
         """Entries reported as bad answers: no longer served, deleted by the writer."""
         with self._lock:
             for key in keys:
                 self._pending.pop(key, None)
-        self._writer.submit(Rejected(tuple(keys)))
+        self._writer.submit(writes.Rejected(tuple(keys)))
 
     def reject_prefix(self, prefix: str) -> str:
         """`reject` for the one entry whose key starts with `prefix` (a command's argument); its
@@ -522,7 +501,7 @@ class CacheStore:
         self.flush()
         return key
 
-    def set_upkeep(self, rules: "Upkeep") -> None:
+    def set_upkeep(self, rules: writes.Upkeep) -> None:
         """How the writer keeps the cache bounded (options: size, TTL, stale-if-error)."""
         self._writer.submit(rules)
 
@@ -530,7 +509,7 @@ class CacheStore:
         """The key rules changed (options): near misses are explained with the new ones."""
         if rules != self.rules:
             self.rules = rules
-            self._writer.submit(Rules(rules))
+            self._writer.submit(writes.Rules(rules))
 
     def explain(self, key: str) -> tuple[explain.NearMiss, str] | None:
         """The near miss of the entry whose key starts with `key`, and the config.yaml text of a rule
@@ -547,24 +526,24 @@ class CacheStore:
         self.retrying = cause
 
     def _settled(self, numbers: list[int], error: str | None, notes: list[Any]) -> None:
-        skipped = {note.key: note.reason for note in notes if isinstance(note, Skipped | NotComplete)}
+        skipped = {note.key: note.reason for note in notes if isinstance(note, writes.Skipped | writes.NotComplete)}
         for note in notes:
             if isinstance(note, explain.NearMiss):
                 if self._on_near_miss is not None:
                     self._on_near_miss(note)
-            elif isinstance(note, NotComplete):  # an answer that was never a success: nothing is lost
+            elif isinstance(note, writes.NotComplete):  # an answer that was never a success: nothing is lost
                 pass
-            elif isinstance(note, Removed):
+            elif isinstance(note, writes.Removed):
                 self.writes["expired"] = self.writes.get("expired", 0) + note.expired
                 self.writes["evicted"] = self.writes.get("evicted", 0) + note.evicted
                 logger.info("llm-cache: deleted %d expired entries and evicted %d least recently used (%.1f MB) "
                             "to stay under llm_cache_max_size", note.expired, note.evicted, note.evicted_bytes / 2**20)
-            elif isinstance(note, Skipped):
+            elif isinstance(note, writes.Skipped):
                 logger.warning("llm-cache: not storing entry %s: %s", note.key[:12], note.reason)
             else:
                 logger.warning("llm-cache: %s", note)
         done = set(numbers)
-        incomplete = sum(isinstance(note, NotComplete) for note in notes)
+        incomplete = sum(isinstance(note, writes.NotComplete) for note in notes)
         with self._lock:
             entries = {number: key for key, (number, _) in self._pending.items() if number in done}
             for key in entries.values():
@@ -574,7 +553,7 @@ class CacheStore:
             self.writes["stored"] += len(entries) - not_stored
             self.writes["lost"] += not_stored if error is not None else not_stored - incomplete
             causes: list[str] = [error] * len(entries) if error is not None else [
-                note.reason for note in notes if isinstance(note, Skipped)]
+                note.reason for note in notes if isinstance(note, writes.Skipped)]
             for cause in causes:
                 self.lost[cause] = self.lost.get(cause, 0) + 1
         if error is not None:
@@ -596,124 +575,9 @@ def _entries(count: int) -> str:
     return f"{count} entr{'y' if count == 1 else 'ies'}"
 
 
-class HitCounts(dict[str, tuple[int, float]]):
-    """A writer op: hits per key since the last one, with the time of the latest."""
-
-
-class MissCounts(dict[tuple[str, str, str, str], int]):
-    """A writer op: LLM calls that went upstream, per (day, family, host, model)."""
-
-
-def utc_day(when: float) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(when))
-
-
-def _counts(hits: dict[str, tuple[int, float]], misses: dict[tuple[str, str, str, str], int]) -> list[dict[str, Any]]:
-    """CacheCount rows for a batch: each hit under its entry's family, host and model, with the
-    tokens its entry's usage says it saved."""
-    rows: dict[tuple[str, str, str, str], dict[str, Any]] = {}
-
-    def row(where: tuple[str, str, str, str]) -> dict[str, Any]:
-        return rows.setdefault(where, dict(zip(("day", "family", "host", "model"), where, strict=True),
-                                           hits=0, misses=0, input_tokens_saved=0, output_tokens_saved=0))
-
-    for where, count in misses.items():
-        row(where)["misses"] += count
-    for batch in chunked(list(hits), 500):
-        entries = cast(list[tuple[str, str, str, str, int | None, int | None]], list(
-            CacheEntry.select(CacheEntry.key, CacheEntry.family, CacheEntry.host, CacheEntry.model,
-                              CacheEntry.input_tokens, CacheEntry.output_tokens)
-            .where(CacheEntry.key.in_(batch))
-            .tuples()))
-        for key, family, host, model, input_tokens, output_tokens in entries:
-            count, when = hits[key]
-            counted = row((utc_day(when), family, host, model))
-            counted["hits"] += count
-            counted["input_tokens_saved"] += count * (input_tokens or 0)
-            counted["output_tokens_saved"] += count * (output_tokens or 0)
-    return list(rows.values())
-
-
-def _add_counts(rows: list[dict[str, Any]]) -> None:
-    # EXCLUDED: the row the upsert would have inserted, added to the one there is.
-    added = {column: getattr(CacheCount, column) + getattr(peewee.EXCLUDED, column)
-             for column in ("hits", "misses", "input_tokens_saved", "output_tokens_saved")}
-    for batch in chunked(rows, 100):
-        (CacheCount
-         .insert_many(batch)
-         .on_conflict(conflict_target=[CacheCount.day, CacheCount.family, CacheCount.host, CacheCount.model],
-                      update=added)
-         .execute())
-
-
-class DepVersions(dict[str, str]):
-    """A writer op: dependencies' new current versions."""
-
-
-class Rejected(NamedTuple):
-    """A writer op: entries reported as bad answers, to delete."""
-
-    keys: tuple[str, ...]
-
-
-class Rules(NamedTuple):
-    """A writer op: the key rules near misses are explained with from now on."""
-
-    rules: KeyRules
-
-
-class Upkeep(NamedTuple):
-    """A writer op: how the writer keeps the cache bounded from now on, every UPKEEP_EVERY seconds."""
-
-    max_size: int = 0  # bytes of bodies and requests; past it the least recently used entries go (0: no bound)
-    ttl: int = 0  # llm_cache_ttl: entries older are deleted (0: never)
-    delete_expired: bool = True  # False with stale-if-error, which serves expired entries when the upstream fails
-
-
-class Removed(NamedTuple):
-    """A writer note: entries the upkeep deleted."""
-
-    expired: int
-    evicted: int
-    evicted_bytes: int
-
-
-UPKEEP_EVERY = 30.0  # seconds between the writer's checks of expiry and size
-EVICT_TO = 0.9  # an eviction goes this far below llm_cache_max_size, so the next writes do not evict again
-
 # What an entry weighs: SQLite and PostgreSQL read a blob's length from its header, not its pages.
 ENTRY_SIZE = (fn.LENGTH(CacheEntry.body) + fn.COALESCE(fn.LENGTH(CacheEntry.assembled), 0)
                + fn.LENGTH(CacheEntry.request))
-
-
-def upkeep(rules: Upkeep, now: float) -> Removed:
-    """Delete expired entries (unless stale-if-error may serve them), then, over max_size, the least
-    recently used (by last hit, else by creation) until the cache is EVICT_TO of it. Runs in the writer."""
-    expired = 0
-    if rules.delete_expired:
-        gone = CacheEntry.expires_at < now
-        if rules.ttl:
-            gone |= CacheEntry.created_at < now - rules.ttl
-        expired = CacheEntry.delete().where(gone).execute()
-    evicted = evicted_bytes = 0
-    if rules.max_size:
-        total = CacheEntry.select(fn.SUM(ENTRY_SIZE)).scalar() or 0
-        if total > rules.max_size:
-            excess = total - int(rules.max_size * EVICT_TO)
-            oldest = (CacheEntry
-                      .select(CacheEntry.key, ENTRY_SIZE)
-                      .order_by(fn.COALESCE(CacheEntry.last_hit_at, CacheEntry.created_at))
-                      .tuples()
-                      .iterator())
-            keys = []
-            for key, size in oldest:
-                if evicted_bytes >= excess:
-                    break
-                keys.append(key)
-                evicted_bytes += size
-            for batch in chunked(keys, 500):
-                evicted += CacheEntry.delete().where(CacheEntry.key.in_(batch)).execute()
-    return Removed(expired, evicted, evicted_bytes)
 
 
 def nearest_stored(key: str, created_at: float, family: Family, host: str, model: str, request: dict[str, Any],
@@ -731,187 +595,6 @@ def nearest_stored(key: str, created_at: float, family: Family, host: str, model
     miss = explain.near_miss(key, request["body"], bodies.items(), profile=request.get("profile", ""),
                              user_agent=request.get("user_agent", ""))
     return None if miss is None else (miss, bodies[miss.neighbour], request["body"])
-
-
-def _near_miss_of(record: Record, rules: KeyRules) -> list[explain.NearMiss]:
-    """A newly stored entry's near miss, as a writer note (none when it has no close neighbour).
-    Run by the writer after the batch is acknowledged, and only while no other write waits."""
-    try:
-        family = Family(record.family)
-        body = canonical_form(parse_json(record.request_body), rules, family=family, profile=record.profile)
-        request = {"profile": record.profile, "user_agent": record.user_agent, "body": body}
-        nearest = nearest_stored(record.key, record.created_at, family, record.host, record.model, request, rules)
-    except Exception as e:  # explaining is a courtesy: it never costs an entry its place
-        logger.debug("llm-cache: no near miss for %s: %s", record.key[:12], e)
-        return []
-    return [] if nearest is None else [nearest[0]]
-
-
-class Skipped(NamedTuple):
-    """A writer note: this entry of a written batch was not stored, and why."""
-
-    key: str
-    reason: str
-
-
-class NotComplete(NamedTuple):
-    """A writer note: this stream is not a complete success (it ended early, or carries an error
-    event): not stored, as a JSON answer that is not one is not."""
-
-    key: str
-    reason: str
-
-
-def transient_cause(error: Exception, *, remote: bool = False) -> str | None:
-    """What a failure that may pass is, in words, or None when it will not pass by waiting.
-    `remote`: the database is a server (an operational or interface error is then a lost connection;
-    psycopg2 raises them, and peewee raises its own of the same names)."""
-    text = str(error).lower()
-    for needle, cause in _TRANSIENT:
-        if needle in text:
-            return cause
-    if remote and type(error).__name__ in ("OperationalError", "InterfaceError"):
-        return f"the database server cannot be reached ({_first_line(error)})"
-    return None
-
-
-_TRANSIENT = (
-    ("database is locked", "the database is locked by another process"),
-    ("database table is locked", "the database is locked by another process"),
-    ("database or disk is full", "the disk is full"),
-    ("no space left", "the disk is full"),
-    ("readonly database", "the database is read-only"),
-    ("read-only file system", "the file system is read-only"),
-    ("disk i/o error", "a disk I/O error"),
-    ("unable to open database file", "the database file cannot be opened"),
-    ("no such table", "the database file was replaced"),
-)
-
-
-def _first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-
-
-def open_writer(url: str, rules: KeyRules = DEFAULT_RULES) -> Callable[[Sequence[Any]], list[Any]]:
-    """Runs in the writer process: connect, and return the batch writer. Besides writing, it notes
-    entries it could not store (Skipped) and the near misses of the entries it creates
-    (explain.NearMiss). A failure that may pass raises writer.Retry: the batch is tried again.
-
-    A SQLite file deleted or replaced under it (by hand, by a cleanup job) is noticed before each
-    batch: the writer then creates it anew and says so, instead of writing into a file no one can
-    open any more."""
-    state: dict[str, Any] = {"db": open_database(url), "rules": rules, "inode": _inode(url)}
-    fields = [CacheEntry._meta.fields[name] for name in CacheEntry._meta.sorted_field_names if name != "last_hit_at"]
-    kept_on_overwrite = [field for field in fields if field.name not in ("key", "hit_count")]
-
-    def write(ops: Sequence[Any]) -> list[Any]:
-        notes: list[Any] = []
-        for op in ops:
-            if isinstance(op, Rules):
-                state["rules"] = op.rules
-            elif isinstance(op, Upkeep):
-                state["upkeep"], state["upkept"] = op, float("-inf")  # a new bound applies with this batch
-        if _inode(url) != state["inode"]:
-            _reopen(state, url)
-            notes.append(f"the cache file {redact_url(url)} was deleted or replaced; writing to a new one")
-            state["inode"] = _inode(url)
-        records = list({op.key: op for op in ops if isinstance(op, Record)}.values())
-        rows = []
-        for record in records:
-            try:
-                rows.append(_row_of(record))
-            except NotStorable as e:
-                notes.append(NotComplete(record.key, str(e)))
-            except Exception as e:  # one odd entry must not cost the others their place
-                notes.append(Skipped(record.key, f"it cannot be stored ({e})"))
-        hits: dict[str, tuple[int, float]] = {}
-        misses: dict[tuple[str, str, str, str], int] = {}
-        rejected: set[str] = set()
-        versions: dict[str, str] = {}
-        for op in ops:
-            if isinstance(op, HitCounts):
-                for key, (count, when) in op.items():
-                    hits[key] = (hits.get(key, (0, 0.0))[0] + count, when)
-            elif isinstance(op, MissCounts):
-                for where, count in op.items():
-                    misses[where] = misses.get(where, 0) + count
-            elif isinstance(op, Rejected):
-                rejected.update(op.keys)
-            elif isinstance(op, DepVersions):
-                versions.update(op)
-        db = state["db"]
-        try:
-            existing = _present([row["key"] for row in rows])
-            db.begin()
-            if versions:
-                (CacheDep
-                 .insert_many([{"name": name, "version": version, "changed_at": time.time()}
-                               for name, version in versions.items()])
-                 .on_conflict(conflict_target=[CacheDep.name], preserve=[CacheDep.version, CacheDep.changed_at])
-                 .execute())
-            for gone in chunked(sorted(rejected), 500):  # before this batch's rows: an answer recorded anew stays
-                CacheEntry.delete().where(CacheEntry.key.in_(gone)).execute()
-            for batch in chunked(rows, 40):  # within SQLite's bound on parameters per statement
-                CacheEntry.insert_many(batch).on_conflict(conflict_target=[CacheEntry.key],
-                                                          preserve=kept_on_overwrite).execute()
-            for key, (count, when) in hits.items():
-                (CacheEntry
-                 .update(hit_count=CacheEntry.hit_count + count, last_hit_at=when)
-                 .where(CacheEntry.key == key)
-                 .execute())
-            if hits or misses:
-                _add_counts(_counts(hits, misses))
-            db.commit()
-        except Exception as e:
-            # A failed COMMIT may already have been rolled back: a second rollback's own error
-            # ("no transaction is active") must not hide the cause.
-            with contextlib.suppress(Exception):
-                db.rollback()
-            cause = transient_cause(e, remote=not url.startswith("sqlite:"))
-            if cause is None:
-                raise
-            if "server cannot be reached" in cause or "replaced" in cause:
-                _reopen(state, url)
-            raise Retry(cause) from e
-        fresh = [record for record in records if record.key not in existing]
-        if state.get("upkeep") is not None and time.monotonic() - state["upkept"] >= UPKEEP_EVERY:
-            state["upkept"] = time.monotonic()
-            try:
-                removed = upkeep(state["upkeep"], time.time())
-                if removed.expired or removed.evicted:
-                    notes.append(removed)
-            except Exception as e:  # the entries were written; bounding the cache is tried again later
-                notes.append(f"could not delete expired or evict entries: {_first_line(e)}")
-        return notes + [Later(functools.partial(_near_miss_of, record, state["rules"])) for record in fresh]
-
-    return write
-
-
-def _inode(url: str) -> int | None:
-    """The SQLite file's inode (None for PostgreSQL, or when the file is gone)."""
-    if not url.startswith("sqlite:///"):
-        return None
-    try:
-        return os.stat(url[len("sqlite:///"):].split("?", 1)[0]).st_ino
-    except OSError:
-        return -1
-
-
-def _reopen(state: dict[str, Any], url: str) -> None:
-    with contextlib.suppress(Exception):
-        state["db"].close()
-    try:
-        state["db"] = open_database(url)
-    except Exception as e:
-        raise Retry(f"the database cannot be opened ({_first_line(e)})") from e
-
-
-def _present(keys: list[str]) -> set[str]:
-    found: set[str] = set()
-    for start in range(0, len(keys), 500):
-        rows = CacheEntry.select(CacheEntry.key).where(CacheEntry.key.in_(keys[start:start + 500])).tuples()
-        found |= {key for (key,) in cast(list[tuple[str]], list(rows))}
-    return found
 
 
 # -- entries by key prefix (llmcache.explain, scripts/llm-cache) --

@@ -20,12 +20,13 @@ from mitmproxy import http
 from peewee import fn
 
 import cache_models
-from cache_models import CacheCount, CacheEntry, utc_day
+from cache_models import CacheCount, CacheEntry
 from llm_cache import inventory, messages, savings
+from llm_cache.answering import Later
 from llm_cache.dashboard_page import page
 from llm_cache.policy import Network
 from llm_cache.runtime import Runtime
-from llm_cache.serving import Later
+from llm_cache.writes import utc_day
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,9 @@ from typing import Any, NamedTuple, cast
 
 from peewee import Database, chunked, fn
 
-from cache_models import ENTRY_SIZE, CacheCount, CacheEntry, database, utc_day
+from cache_models import ENTRY_SIZE, CacheCount, CacheEntry, database
 from llm_cache.keys import parse_json
+from llm_cache.writes import utc_day
 
 # Plain functions over the bound database (open_database first): no CacheStore, no writer process,
 # so the command line never starts one beside a proxy that may be running on the same cache.

@@ -12,13 +12,15 @@ from concurrent.futures import Future
 from mitmproxy import http
 
 from llm_cache import answers, messages
+from llm_cache.answering import Later
 from llm_cache.decode import TooLarge
 from llm_cache.endpoints import Wire
 from llm_cache.flowstate import META, FlowState
 from llm_cache.messages import MARK_HIT, MARK_NOT_STORED, MARK_STORED
 from llm_cache.records import Record
 from llm_cache.runtime import Runtime
-from llm_cache.serving import Later, release, serve_stale
+from llm_cache.single_flight import release
+from llm_cache.stale import serve_stale
 from llm_cache.status import Status, is_status_header, status_headers, store_headers
 from llm_cache.tee import StreamTee
 

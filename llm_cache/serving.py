@@ -6,32 +6,23 @@ other addon may rewrite the URL. look_up: read and key the body -> plan -> find 
 loudly, serve stale-if-error, wait for an identical request in flight, or let the miss go upstream.
 Anything that fails passes the flow through untouched (llm_cache.failures)."""
 
-import asyncio
-import logging
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from mitmproxy import http
 
-from llm_cache import answers, keys, messages, replay_misses
+from llm_cache import answers, keys, messages, replay_misses, single_flight, stale
+from llm_cache.answering import Later, answer_from, respond
 from llm_cache.controls import OWN_HEADERS, has_own_headers, read_controls
 from llm_cache.decode import TooLarge
 from llm_cache.endpoints import PASSED_THROUGH, Wire, is_websocket_upgrade, route_for
-from llm_cache.flights import Flight, Relayed
 from llm_cache.flowstate import META, FlowState
 from llm_cache.lookup import Found, find_entry
-from llm_cache.messages import MARK_BYPASS, MARK_HIT, MARK_NOT_STORED
+from llm_cache.messages import MARK_BYPASS, MARK_NOT_STORED
 from llm_cache.plan import Plan, is_expired, plan_for
-from llm_cache.records import Record
 from llm_cache.runtime import Runtime
-from llm_cache.status import Status, status_headers
-
-logger = logging.getLogger(__name__)
-
-PROBE_TIMEOUT = 5.0  # seconds: stale-if-error's check that an upstream can be reached at all
-
-Later = Coroutine[Any, Any, None] | None  # a hook's rest, when it has to wait
+from llm_cache.status import Status
 
 
 def recognise(rt: Runtime, flow: http.HTTPFlow) -> None:
@@ -198,33 +189,13 @@ def _decide(rt: Runtime, flow: http.HTTPFlow, found: Found, plan: Plan, now: flo
         return _replay_miss(rt, flow)
     if found.stale is not None and rt.settings.stale_if_error:
         rt.stale[flow.id] = found.stale
-        return _serve_stale_if_unreachable(rt, flow)
-    return _lead_or_follow(rt, flow, plan)
+        return stale.serve_stale_if_unreachable(rt, flow)
+    return single_flight.lead_or_follow(rt, flow, plan)
 
 
 def _bypass(flow: http.HTTPFlow, state: FlowState, reason: str) -> None:
     state.update({"status": Status.BYPASS, "reason": reason})
     messages.note(flow, MARK_BYPASS, f"BYPASS: {reason}")
-
-
-def answer_from(rt: Runtime, flow: http.HTTPFlow, status: Status, answer: answers.Answer, record: Record,
-                now: float, *, shared: bool = False) -> None:
-    """Answer from the proxy, with the headers that say what the cache did: a replay, as mitmproxy's
-    server replay marks one (mitmdump prints `[replay]`, `~replays` finds it), with today's Date
-    unless llm_cache_refresh_date is off."""
-    age = max(0, int(now - record.created_at))
-    if rt.settings.refresh_date:
-        answer = answer._replace(headers=messages.with_date(answer.headers, now))
-    respond(rt, flow, answer, status, key=record.key, age=age)
-    flow.is_replay = "response"
-    flow.metadata[META]["status"] = status
-    how = "the answer of an identical request in flight" if shared else f"age {age}s"
-    messages.note(flow, MARK_HIT, status.value, key=record.key, detail=how)
-
-
-def respond(rt: Runtime, flow: http.HTTPFlow, answer: answers.Answer, status: Status, **details: Any) -> None:
-    headers = answer.headers + status_headers(status, compat=rt.settings.compat_headers, **details)
-    flow.response = messages.make_response(answer.status, answer.body, headers)
 
 
 def _replay_miss(rt: Runtime, flow: http.HTTPFlow) -> Later:
@@ -256,68 +227,4 @@ def _refuse_websocket(rt: Runtime, flow: http.HTTPFlow) -> None:
     respond(rt, flow, answers.refused_websocket(), Status.BYPASS, reason=reason)
     messages.note(flow, MARK_BYPASS, f"BYPASS: {reason}")
 
-
-# -- single flight: identical misses in flight share one upstream call -------------------------
-
-def _lead_or_follow(rt: Runtime, flow: http.HTTPFlow, plan: Plan) -> Later:
-    """The first of identical fresh requests goes upstream (it leads); those that come while it is
-    in flight wait for its answer, up to llm_cache_single_flight_wait, and are answered from it. If
-    it fails or is not recorded, each goes upstream itself."""
-    state: FlowState = flow.metadata[META]
-    settings = rt.settings
-    if not plan.look_up or plan.skip_store is not None or settings.samples > 1 or not settings.single_flight_wait:
-        return None  # only where an answer may come from the cache
-    try:
-        flight = rt.flights.lead(state["entry_key"], state["wire"])
-    except RuntimeError:  # hooks called outside an event loop (tests): no one to share with
-        return None
-    if flight is None:
-        state["leads"] = True
-        return None
-    return _follow(rt, flow, flight)
-
-
-async def _follow(rt: Runtime, flow: http.HTTPFlow, flight: Flight) -> None:
-    state: FlowState = flow.metadata[META]
-    got = await rt.flights.follow(state["entry_key"], flight, state["wire"], rt.settings.single_flight_wait)
-    if got is None:  # the first one failed, or was not recorded: this one goes upstream too
-        return
-    if isinstance(got, Relayed):  # the first one's stream, live, from the relay
-        request = flow.request
-        state.update({"status": Status.HIT, "relayed_from": (request.scheme, request.host, request.port, request.path)})
-        request.scheme, request.host, request.port, request.path = "http", "127.0.0.1", got.port, f"/{got.name}"
-        return
-    answer = answers.replay(got, state["route"].family, want=state["wire"], include_usage=state["include_usage"])
-    if answer is not None:
-        answer_from(rt, flow, Status.HIT, answer, got, time.time(), shared=True)
-
-
-def release(rt: Runtime, state: FlowState, record: Record | None) -> None:
-    """The leader's answer is known (or it failed): the requests that waited for it go on."""
-    if state.pop("leads", False):
-        rt.flights.release(state["entry_key"], record)
-
-
-# -- stale-if-error ------------------------------------------------------------------------------
-
-async def _serve_stale_if_unreachable(rt: Runtime, flow: http.HTTPFlow) -> None:
-    """stale-if-error for an upstream that cannot be reached: mitmproxy turns a failed connect into
-    a 502 of its own that no hook can replace, so look before it connects."""
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(flow.request.host, flow.request.port),
-                                           PROBE_TIMEOUT)
-        writer.close()
-    except (OSError, TimeoutError) as e:
-        record = rt.stale.pop(flow.id, None)
-        if record is not None and serve_stale(rt, flow, record):
-            logger.info("llm-cache: %s unreachable (%s); served a stale entry", flow.request.host, e)
-
-
-def serve_stale(rt: Runtime, flow: http.HTTPFlow, record: Record) -> bool:
-    state: FlowState = flow.metadata[META]
-    answer = answers.replay(record, state["route"].family, want=state["wire"], include_usage=state["include_usage"])
-    if answer is None:
-        return False
-    answer_from(rt, flow, Status.STALE, answer, record, time.time())
-    return True
 

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import cache_models
+from llm_cache import writes
 from llm_cache.explain import NearMiss
 from llm_cache.failures import FailureLog
 from llm_cache.policy import Settings
@@ -85,10 +86,10 @@ class Stores:
         finally:
             self._opening = False
 
-    def upkeep(self) -> cache_models.Upkeep:
+    def upkeep(self) -> writes.Upkeep:
         """How the writer keeps the cache bounded, from the settings."""
         settings = self.settings
-        return cache_models.Upkeep(max_size=settings.max_size, ttl=settings.ttl,
+        return writes.Upkeep(max_size=settings.max_size, ttl=settings.ttl,
                                    delete_expired=not settings.stale_if_error)
 
     def close(self) -> None:

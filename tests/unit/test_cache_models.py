@@ -10,6 +10,7 @@ import pytest
 
 import cache_models
 from cache_models import CacheEntry, CacheStore, resolve_db_url
+from llm_cache import batches, writes
 from llm_cache.records import Record, unpack_request
 from tests.support.databases import fresh_database
 from tests.support.procs import wait_for
@@ -284,18 +285,18 @@ def test_cache_files_are_made_private_and_old_ones_narrowed(tmp_path, caplog):
     ("UNIQUE constraint failed: cache_entry.key", None),
 ])
 def test_write_failures_that_may_pass_are_told_apart_from_those_that_will_not(message, cause):
-    assert cache_models.transient_cause(sqlite3.OperationalError(message)) == cause
+    assert writes.transient_cause(sqlite3.OperationalError(message)) == cause
 
 
 def test_a_lost_server_connection_may_pass():
     import peewee
     import psycopg2
 
-    cause = cache_models.transient_cause(psycopg2.OperationalError("server closed the connection unexpectedly"),
+    cause = writes.transient_cause(psycopg2.OperationalError("server closed the connection unexpectedly"),
                                          remote=True)
     assert cause is not None and cause.startswith("the database server cannot be reached")
-    assert cache_models.transient_cause(peewee.InterfaceError("connection already closed"), remote=True)
-    assert cache_models.transient_cause(peewee.InterfaceError("connection already closed")) is None  # SQLite
+    assert writes.transient_cause(peewee.InterfaceError("connection already closed"), remote=True)
+    assert writes.transient_cause(peewee.InterfaceError("connection already closed")) is None  # SQLite
 
 
 def test_upkeep_deletes_expired_entries_then_evicts_the_least_recently_used(store):
@@ -308,13 +309,13 @@ def test_upkeep_deletes_expired_entries_then_evicts_the_least_recently_used(stor
     one = CacheEntry.select(cache_models.ENTRY_SIZE).where(CacheEntry.key == "0" * 64).scalar()
     assert one > 10_000
 
-    kept = cache_models.Upkeep(max_size=0, ttl=0, delete_expired=False)  # stale-if-error may still serve it
-    assert cache_models.upkeep(kept, now=1000.0) == cache_models.Removed(0, 0, 0)
-    removed = cache_models.upkeep(cache_models.Upkeep(max_size=int(one * 2.5)), now=1000.0)
+    kept = writes.Upkeep(max_size=0, ttl=0, delete_expired=False)  # stale-if-error may still serve it
+    assert batches.upkeep(kept, now=1000.0) == writes.Removed(0, 0, 0)
+    removed = batches.upkeep(writes.Upkeep(max_size=int(one * 2.5)), now=1000.0)
     # the expired one goes first; then the two least recently used (by last hit, else by creation)
     assert (removed.expired, removed.evicted) == (1, 2) and removed.evicted_bytes == 2 * one
     assert sorted(key[0] for key, in CacheEntry.select(CacheEntry.key).tuples()) == ["2", "3"]
-    assert cache_models.upkeep(cache_models.Upkeep(ttl=650), now=1000.0).expired == 1  # 300 < 1000 - 650
+    assert batches.upkeep(writes.Upkeep(ttl=650), now=1000.0).expired == 1  # 300 < 1000 - 650
     assert [key[0] for key, in CacheEntry.select(CacheEntry.key).tuples()] == ["3"]
 
 
@@ -324,7 +325,7 @@ def test_the_writer_keeps_the_cache_under_its_bound(store, caplog):
     for n in range(4):
         store.put(record(key=f"{n}" * 64, body=body, created_at=100.0 + n))
     store.flush()
-    store.set_upkeep(cache_models.Upkeep(max_size=25_000))
+    store.set_upkeep(writes.Upkeep(max_size=25_000))
     store.put(record(key="9" * 64, body=body, created_at=200.0))  # the first batch after a new bound applies it
     store.flush()
     assert wait_for(lambda: store.stats()["entries"] <= 2)

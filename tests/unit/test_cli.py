@@ -11,7 +11,7 @@ import pytest
 
 import cache_models
 from cache_models import CacheEntry
-from llm_cache import cassettes, cli, formats, inventory
+from llm_cache import batches, cassettes, cli, formats, inventory
 from llm_cache.endpoints import Family
 from llm_cache.records import Record
 from tests.support.databases import fresh_database
@@ -95,7 +95,7 @@ def db(tmp_path):
     url = f"sqlite:///{tmp_path}/source.sqlite3"
     cache_models.open_database(url)
     for entry in entries():
-        CacheEntry.insert(cache_models._row_of(entry)).execute()
+        CacheEntry.insert(batches.row_of(entry)).execute()
     CacheEntry.update(hit_count=3, last_hit_at=5000.0).where(CacheEntry.key == "1" * 64).execute()
     CacheEntry.update(hit_count=2, last_hit_at=4000.0).where(CacheEntry.key == "5" * 64).execute()
     return url
@@ -272,7 +272,7 @@ def test_no_credential_ever_reaches_a_cassette(db, tmp_path, capsys):
                                                              ("Authorization", "Bearer sk-LEAK1"),
                                                              ("x-api-key", "sk-ant-LEAK2")),
                    keyed_headers=(("api-key", "LEAK3"), ("X-Goog-Api-Key", "LEAK4"), ("anthropic-beta", "b1")))
-    CacheEntry.insert(cache_models._row_of(leaky)).execute()
+    CacheEntry.insert(batches.row_of(leaky)).execute()
     text = cassette_of(db, tmp_path).read_text()
     for line in text.splitlines()[1:]:
         entry = json.loads(line)
@@ -385,7 +385,7 @@ def test_show_reads_the_request_and_the_assembled_stream(db, capsys):
 
 def test_explain_names_what_differs_without_a_store(db, capsys):
     cache_models.open_database(db)
-    CacheEntry.insert(cache_models._row_of(record("8" * 64, body=b'{"choices": []}', created_at=3000.0,
+    CacheEntry.insert(batches.row_of(record("8" * 64, body=b'{"choices": []}', created_at=3000.0,
                                                   request_body=chat_request("prompt 1111")))).execute()
     status, out, _ = run(capsys, "explain", "8888", "--db", db, "--json")
     found = json.loads(out)
