@@ -22,7 +22,7 @@ from mitmproxy.hooks import UpdateHook
 from mitmproxy.types import Data
 
 import cache_models
-from llm_cache import dashboard, options, recording, serving
+from llm_cache import clients, dashboard, options, recording, serving
 from llm_cache.answering import Later
 from llm_cache.contentview import LLMContentview
 from llm_cache.controls import read_deps
@@ -78,12 +78,10 @@ class LLMCache:
         gc.freeze()
         ca = os.path.abspath(os.path.join(os.path.expanduser(ctx.options.confdir), "mitmproxy-ca-cert.pem"))
         proxy = f"http://{ctx.options.listen_host or '127.0.0.1'}:{_listen_port()}"
-        logger.info(
-            "llm-cache: caching LLM calls in %s (mode %s). Point an agent at it with:\n"
-            "    export HTTPS_PROXY=%s HTTP_PROXY=%s SSL_CERT_FILE=%s NODE_EXTRA_CA_CERTS=%s "
-            "REQUESTS_CA_BUNDLE=%s NODE_USE_ENV_PROXY=1; unset NO_PROXY no_proxy",
-            self.rt.stores.redacted, self.rt.settings.mode, proxy, proxy, ca, ca, ca,
-        )
+        exports = " ".join(f"{name}={value}" for name, value in clients.environment(proxy, ca).items())
+        logger.info("llm-cache: caching LLM calls in %s (mode %s). Point an agent at it with:\n"
+                    "    export %s; unset %s", self.rt.stores.redacted, self.rt.settings.mode, exports,
+                    " ".join(clients.CLEARED))
 
     def done(self) -> None:
         self.rt.done()

@@ -81,7 +81,7 @@ def make_target(
     for name, value in headers:
         lname = name.lower()
         if lname in KEYED_HEADERS:
-            if not value.isascii() and not _is_utf8(value):
+            if not value.isascii() and not is_utf8(value):
                 raise ValueError(f"the {lname} header is not UTF-8")
             header_map.setdefault(lname, []).append(value)
     keyed = tuple((name, normalise_header_value(name, header_map[name])) for name in sorted(header_map))
@@ -96,7 +96,7 @@ def make_target(
     )
 
 
-def _is_utf8(value: str) -> bool:
+def is_utf8(value: str) -> bool:
     """Header text decoded with surrogateescape keeps bytes that were not UTF-8 as surrogates."""
     try:
         value.encode()

@@ -20,9 +20,11 @@ LOG_EVERY = 5.0  # seconds
 
 
 class NearMisses:
-    def __init__(self, updated: Callable[[http.HTTPFlow], None]) -> None:
-        """`updated(flow)` tells mitmproxy (and mitmweb) that a flow's comment changed."""
-        self.loop: asyncio.AbstractEventLoop | None = None  # mitmproxy's, once it runs
+    def __init__(self, updated: Callable[[http.HTTPFlow], None],
+                 loop: Callable[[], asyncio.AbstractEventLoop | None]) -> None:
+        """`updated(flow)` tells mitmproxy (and mitmweb) that a flow's comment changed; `loop()` is
+        mitmproxy's event loop once it runs."""
+        self._loop = loop
         self._updated = updated
         self._flows: OrderedDict[str, http.HTTPFlow] = OrderedDict()  # entry key -> its flow, the newest
         self._logged = -LOG_EVERY  # when a near miss was last logged
@@ -44,8 +46,9 @@ class NearMisses:
             self._logged, self._unsaid = now, 0
         else:
             self._unsaid += 1
-        if self.loop is not None:
-            self.loop.call_soon_threadsafe(self._comment, miss)
+        loop = self._loop()
+        if loop is not None:
+            loop.call_soon_threadsafe(self._comment, miss)
 
     def _comment(self, miss: NearMiss) -> None:
         flow = self._flows.pop(miss.key, None)

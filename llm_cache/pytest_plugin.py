@@ -28,10 +28,12 @@ from typing import NamedTuple
 
 import pytest
 
+from llm_cache import clients
+
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("replay", "record", "refresh", "off")
 _LISTENING = re.compile(r"proxy listening at [^\s]*:(\d+)")
-_CLEARED = ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "SSL_CERT_DIR")
+_CLEARED = (*clients.CLEARED, "ALL_PROXY", "all_proxy", "SSL_CERT_DIR")
 
 
 class SessionProxy(NamedTuple):
@@ -63,11 +65,12 @@ def llm_cache_proxy(request: pytest.FixtureRequest) -> Iterator[SessionProxy | N
         if mode != "refresh":
             _import(cassette, db)
         proxy = _Mitmdump(folder, db, mode)
-        saved = {name: os.environ.get(name) for name in (*_CLEARED, *_variables(proxy))}
+        variables = clients.environment(proxy.url, str(proxy.ca))
+        saved = {name: os.environ.get(name) for name in (*_CLEARED, *variables)}
         try:
             for name in _CLEARED:
                 os.environ.pop(name, None)
-            os.environ.update(_variables(proxy))
+            os.environ.update(variables)
             yield SessionProxy(proxy.url, proxy.ca, mode, cassette)
         finally:
             for name, value in saved.items():
@@ -81,12 +84,6 @@ def llm_cache_proxy(request: pytest.FixtureRequest) -> Iterator[SessionProxy | N
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
-
-def _variables(proxy: "_Mitmdump") -> dict[str, str]:
-    ca = str(proxy.ca)
-    return {"HTTPS_PROXY": proxy.url, "HTTP_PROXY": proxy.url, "https_proxy": proxy.url, "http_proxy": proxy.url,
-            "SSL_CERT_FILE": ca, "REQUESTS_CA_BUNDLE": ca, "CURL_CA_BUNDLE": ca, "NODE_EXTRA_CA_CERTS": ca,
-            "NODE_USE_ENV_PROXY": "1"}
 
 
 def _import(cassette: Path, db: str) -> int:

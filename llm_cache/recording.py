@@ -132,8 +132,8 @@ def _keep_body(response: http.Response, tee: StreamTee) -> None:
     tee's copy, so mitmweb shows what was recorded and a saved flow keeps it. Only a body that was
     not encoded, as its headers still say."""
     if not response.data.content and tee.plain and tee.body:  # store_streamed_bodies may have kept it
-        response.data.content = bytes(tee.body)
-    tee.body = bytearray()
+        response.data.content = tee.whole()
+    tee.release()
 
 
 async def _answer_when_stored(rt: Runtime, flow: http.HTTPFlow, state: FlowState, stored: Future[str]) -> None:
@@ -222,7 +222,7 @@ def _answer_to_store(rt: Runtime, flow: http.HTTPFlow, state: FlowState,
     if tee is not None:
         if tee.problem or not (tee.finished or ended_early):
             return tee.problem or "stream did not finish"
-        body = bytes(tee.body)
+        body = tee.whole()
         if ended_early and (problem := answers.early_end_problem(family, body)):
             return problem
     else:

@@ -27,17 +27,8 @@ def headers_to_keep(fields: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         for name, value in fields
         if name.lower() not in _UNSTORED_HEADERS
         and not is_status_header(name)
-        and _is_utf8(name + value)
+        and keys.is_utf8(name + value)  # not valid UTF-8 (kept by mitmproxy as surrogates): not kept
     ]
-
-
-def _is_utf8(value: str) -> bool:
-    """Headers that are not valid UTF-8 (mitmproxy keeps their bytes as surrogates) are not kept."""
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class Record(NamedTuple):

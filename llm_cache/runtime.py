@@ -24,8 +24,8 @@ class Runtime:
         self.settings = policy.Settings()
         self.updated = updated
         self.failures = FailureLog()
-        self.near_misses = NearMisses(updated)
-        self.stores = Stores(self.failures, self.near_misses.found)
+        self.near_misses = NearMisses(updated, lambda: self.loop)
+        self.stores = Stores(self.failures, self.near_misses.found, lambda: self.settings)
         self.memo = _memo_for(self.settings)
         self.flights = Flights()  # identical fresh requests in flight
         self.upstream_keys = UpstreamKeys()  # real keys put into requests that go upstream
@@ -36,13 +36,13 @@ class Runtime:
     def configure(self, settings: policy.Settings) -> None:
         if _memo_config(settings) != _memo_config(self.settings):
             self.memo = _memo_for(settings)
-        self.settings = self.stores.settings = settings
+        self.settings = settings
         if self.stores.store is not None:
             self.stores.store.set_rules(settings.key_rules)
             self.stores.store.set_upkeep(self.stores.upkeep())
 
     def running(self) -> None:
-        self.loop = self.near_misses.loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
         self.loop.create_task(self.flights.relay.start())
 
     def done(self) -> None:

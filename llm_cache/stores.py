@@ -27,10 +27,12 @@ class Unavailable(Exception):
 
 
 class Stores:
-    def __init__(self, failures: FailureLog, on_near_miss: Callable[[NearMiss], None]) -> None:
+    def __init__(self, failures: FailureLog, on_near_miss: Callable[[NearMiss], None],
+                 settings: Callable[[], Settings]) -> None:
+        """`settings()`: the proxy's current settings (key rules, write retry, lookup limit, upkeep)."""
         self.store: cache_models.CacheStore | None = None
         self.url = ""
-        self.settings = Settings()
+        self._settings = settings
         self.reopen_at = 0.0
         self._failures = failures
         self._on_near_miss = on_near_miss
@@ -70,12 +72,13 @@ class Stores:
         if self._reader is None:
             self._reader = ThreadPoolExecutor(2, thread_name_prefix="llm-cache-lookup")
         running = asyncio.get_running_loop().run_in_executor(self._reader, read, *args)
-        return await asyncio.wait_for(running, self.settings.lookup_timeout_ms / 1000)
+        return await asyncio.wait_for(running, self._settings().lookup_timeout_ms / 1000)
 
     def _open(self) -> None:
         try:
-            self.store = cache_models.CacheStore(self.url, self.settings.key_rules, self._on_near_miss,
-                                                 write_retry=self.settings.write_retry)
+            settings = self._settings()
+            self.store = cache_models.CacheStore(self.url, settings.key_rules, self._on_near_miss,
+                                                 write_retry=settings.write_retry)
             self.store.set_upkeep(self.upkeep())
         except Exception as e:
             self.store = None
@@ -88,7 +91,7 @@ class Stores:
 
     def upkeep(self) -> writes.Upkeep:
         """How the writer keeps the cache bounded, from the settings."""
-        settings = self.settings
+        settings = self._settings()
         return writes.Upkeep(max_size=settings.max_size, ttl=settings.ttl,
                                    delete_expired=not settings.stale_if_error)
 

@@ -16,6 +16,7 @@ class StreamTee:
         self._limit = limit
         self._listener = listener
         self.body = bytearray()
+        self._whole: bytes | None = None  # `body` as bytes, made once
         self.finished = False
         self.problem: str | None = None
         self._decoder: Decoder | None = None
@@ -45,8 +46,19 @@ class StreamTee:
                 self._give_up(f"stream did not decode: {e}")
         return data
 
+    def whole(self) -> bytes:
+        """The decoded stream so far as bytes, copied once however often it is asked for (the
+        recording and the flow's copy for mitmweb share it)."""
+        if self._whole is None or len(self._whole) != len(self.body):
+            self._whole = bytes(self.body)
+        return self._whole
+
+    def release(self) -> None:
+        """The stream is recorded (or given up): its copies go."""
+        self.body, self._whole = bytearray(), None
+
     def _give_up(self, problem: str) -> None:
         self.problem = problem
-        self.body = bytearray()
+        self.release()
         self._decoder = None
         self.plain = False

@@ -18,10 +18,12 @@ from fnmatch import fnmatchcase
 
 from mitmproxy import http
 
+from llm_cache.credentials import CREDENTIAL_HEADERS
+
 logger = logging.getLogger(__name__)
 
-# Headers whose whole value is the key, and Authorization, whose value is "<scheme> <key>".
-_KEY_HEADERS = ("x-api-key", "api-key", "x-goog-api-key")
+# The providers' credential headers: Authorization's value is "<scheme> <key>", the others' the key.
+_KEY_HEADERS = tuple(sorted(CREDENTIAL_HEADERS - {"authorization"}))
 _QUERY_KEYS = ("key",)
 
 Rules = tuple[tuple[str, str], ...]  # (host glob, environment variable)

@@ -29,6 +29,10 @@ from typing import Any
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `load` puts a baseline's package ahead of it when it measures one
+
+from llm_cache.sse import encode as sse_encode  # noqa: E402
+
 MB = 1 << 20
 OPS = ("stream_problem", "stream_to_json", "usage_of", "iter_events")
 
@@ -48,13 +52,7 @@ def load(root: Path) -> SimpleNamespace:
 
 # Streams, built here rather than by the package's own synthesis, which sends each text whole.
 
-def _sse(events: Iterator[tuple[str | None, Any]]) -> bytes:
-    out = bytearray()
-    for name, data in events:
-        if name:
-            out += b"event: " + name.encode() + b"\n"
-        out += b"data: " + (data.encode() if isinstance(data, str) else orjson.dumps(data)) + b"\n\n"
-    return bytes(out)
+_sse = sse_encode  # this checkout's framing: the streams are the same whichever version is measured
 
 
 def _word(i: int) -> str:

@@ -596,7 +596,7 @@ def test_the_secret_scan_follows_its_option_though_facts_are_remembered(tmp_path
 
 
 async def test_a_recorded_near_miss_is_logged_and_added_to_its_flows_comment(cache, caplog):
-    cache.rt.loop = cache.rt.near_misses.loop = asyncio.get_running_loop()  # set by the running hook in mitmdump
+    cache.rt.loop = asyncio.get_running_loop()  # set by the running hook in mitmdump
     caplog.set_level(logging.INFO)
     first = await upstream_async(cache, send(cache, llm_flow(
         {**CHAT, "messages": [{"role": "user", "content": "run 1234"}]})), orjson.dumps(COMPLETION))
