@@ -104,6 +104,13 @@ def test_mitmweb_shows_hits_and_misses(tmp_path: Path, fake, certs):
             assert run("llmcache.invalidate", "run-2")["value"] == 0
             assert run("llmcache.invalidate", "run-1")["value"] == 1
             assert run("llmcache.clear")["value"] == 0
+            assert "no entry has a key starting with 'ffff'" in run("llmcache.reject", "ffff")["error"]
+            assert run("llmcache.bump", "doc:42", "v2")["value"].startswith("doc:42 is at v2")
+            # mitmweb's option editor offers the enum options as lists
+            listed = ui.get("/options", headers=xsrf).json()
+            assert listed["llm_cache_mode"]["choices"] == ["record", "replay", "refresh", "readonly", "writeonly",
+                                                           "off"]
+            assert listed["llm_cache_scope"]["choices"] == ["global", "credential"]
     finally:
         web.stop()
 
