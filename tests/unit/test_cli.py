@@ -4,6 +4,7 @@ credentials), pruning, and what each command prints. End to end, through a real 
 import io
 import json
 import os
+import time
 import zlib
 
 import orjson
@@ -11,7 +12,8 @@ import pytest
 
 import cache_models
 from cache_models import CacheEntry
-from llm_cache import batches, cassettes, cli, formats, inventory
+from llm_cache import batches, cassettes, cli, cli_args, cli_output, formats, inventory
+from llm_cache.cli_config import database_url
 from llm_cache.endpoints import Family
 from llm_cache.records import Record
 from tests.support.databases import fresh_database
@@ -118,18 +120,18 @@ def run(capsys, *argv, stdin=None, monkeypatch=None):
 @pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("15m", 900), ("12h", 43200), ("7d", 604800),
                                            ("2w", 1209600), ("1.5h", 5400), (" 30D ", 2592000)])
 def test_durations(text, seconds):
-    assert cli.parse_duration(text) == seconds
+    assert cli_args.parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize("text, size", [("1000", 1000), ("500MB", 500_000_000), ("2gb", 2_000_000_000),
                                         ("1GiB", 2**30), ("1.5 KB", 1500), ("64KiB", 65536), ("7b", 7)])
 def test_sizes(text, size):
-    assert cli.parse_size(text) == size
+    assert cli_args.parse_size(text) == size
 
 
-@pytest.mark.parametrize("parse, text", [(cli.parse_duration, "7 days"), (cli.parse_duration, "-1d"),
-                                         (cli.parse_duration, "d"), (cli.parse_size, "500 MBs"),
-                                         (cli.parse_size, "MB"), (cli.parse_size, "1.2.3GB")])
+@pytest.mark.parametrize("parse, text", [(cli_args.parse_duration, "7 days"), (cli_args.parse_duration, "-1d"),
+                                         (cli_args.parse_duration, "d"), (cli_args.parse_size, "500 MBs"),
+                                         (cli_args.parse_size, "MB"), (cli_args.parse_size, "1.2.3GB")])
 def test_bad_durations_and_sizes_are_refused_with_examples(parse, text):
     with pytest.raises(ValueError, match="e.g."):
         parse(text)
@@ -145,12 +147,12 @@ def test_the_database_is_scripts_runs_unless_given(tmp_path, monkeypatch):
     (tmp_path / "config.yaml").write_text("llm_cache_db: sqlite:///data/cache.sqlite3\n")
     monkeypatch.chdir(tmp_path.parent)
     here = os.getcwd()
-    assert cli.database_url(None, {}, tmp_path) == f"sqlite:///{tmp_path}/data/cache.sqlite3"
-    assert cli.database_url(None, {"LLM_CACHE_DB": "sqlite:///x.db"}, tmp_path) == f"sqlite:///{here}/x.db"
-    assert cli.database_url("sqlite:///y.db", {"LLM_CACHE_DB": "sqlite:///x.db"}, tmp_path) == f"sqlite:///{here}/y.db"
-    assert cli.database_url(None, {}, tmp_path / "nowhere") == f"sqlite:///{tmp_path}/nowhere/llm-cache.sqlite3"
+    assert database_url(None, {}, tmp_path) == f"sqlite:///{tmp_path}/data/cache.sqlite3"
+    assert database_url(None, {"LLM_CACHE_DB": "sqlite:///x.db"}, tmp_path) == f"sqlite:///{here}/x.db"
+    assert database_url("sqlite:///y.db", {"LLM_CACHE_DB": "sqlite:///x.db"}, tmp_path) == f"sqlite:///{here}/y.db"
+    assert database_url(None, {}, tmp_path / "nowhere") == f"sqlite:///{tmp_path}/nowhere/llm-cache.sqlite3"
     with pytest.raises(ValueError, match="schemes"):
-        cli.database_url("mysql://db", {}, tmp_path)
+        database_url("mysql://db", {}, tmp_path)
 
 
 def test_a_missing_cache_is_named_not_created(tmp_path, capsys):
@@ -299,7 +301,7 @@ def test_prune_expired_and_old_entries_then_vacuum(db, capsys):
     cache_models.open_database(db)
     CacheEntry.update(expires_at=1.0).where(CacheEntry.key == "3" * 64).execute()
     CacheEntry.update(expires_at=9e12).where(CacheEntry.key == "4" * 64).execute()
-    CacheEntry.update(created_at=cli.time.time() - 3600).where(CacheEntry.key == "6" * 64).execute()
+    CacheEntry.update(created_at=time.time() - 3600).where(CacheEntry.key == "6" * 64).execute()
     status, out, _ = run(capsys, "prune", "--expired", "--older-than", "2h", "--vacuum", "--db", db, "--json")
     assert status == 0 and json.loads(out)["expired"] == 1 and json.loads(out)["older_than"] == 4  # 1, 2, 4, 5
     assert sorted(key[0] for key in rows(db)) == ["6"]
@@ -360,7 +362,7 @@ def test_stats_count_tokens_and_money_saved_per_model_and_host(db, capsys):
 
 def test_stats_since_counts_entries_recorded_or_hit_within_it(db, capsys):
     cache_models.open_database(db)
-    now = cli.time.time()
+    now = time.time()
     CacheEntry.update(created_at=now - 86400 * 30, last_hit_at=now - 3600).where(CacheEntry.key == "1" * 64).execute()
     CacheEntry.update(created_at=now - 60).where(CacheEntry.key == "6" * 64).execute()
     _, out, _ = run(capsys, "stats", "--since", "1d", "--db", db, "--json")
@@ -401,7 +403,7 @@ class Tty(io.StringIO):
 def test_progress_goes_to_a_terminal_only():
     piped, tty = io.StringIO(), Tty()
     for stream in (piped, tty):
-        progress = cli.Progress("exported", 10, stream=stream)
+        progress = cli_output.Progress("exported", 10, stream=stream)
         progress(5)
         progress.close()
     assert piped.getvalue() == "" and "exported 5/10" in tty.getvalue()
