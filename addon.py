@@ -78,6 +78,7 @@ class LLMCache:
         gc.freeze()
         ca = os.path.abspath(os.path.join(os.path.expanduser(ctx.options.confdir), "mitmproxy-ca-cert.pem"))
         proxy = f"http://{ctx.options.listen_host or '127.0.0.1'}:{_listen_port()}"
+        self.rt.proxy, self.rt.ca_file = proxy, ca
         exports = " ".join(f"{name}={value}" for name, value in clients.environment(proxy, ca).items())
         logger.info("llm-cache: caching LLM calls in %s (mode %s). Point an agent at it with:\n"
                     "    export %s; unset %s", self.rt.stores.redacted, self.rt.settings.mode, exports,

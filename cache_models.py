@@ -40,6 +40,7 @@ from llm_cache import explain, writes
 from llm_cache.endpoints import Family
 from llm_cache.normalise import DEFAULT_RULES, KeyRules
 from llm_cache.records import Record, unpack_request
+from llm_cache.vector_index import VectorIndex, Vectors
 from llm_cache.writer import RETRY_FOR, ProcessWriter
 
 logger = logging.getLogger(__name__)
@@ -118,6 +119,25 @@ class CacheCount(BaseModel):
         primary_key = CompositeKey("day", "family", "host", "model")
 
 
+class CacheVector(BaseModel):
+    """The semantic tier's embedding of an entry's last turn (llm_cache.semantic), compared only
+    with those of the same context (every other part of the request) and embedder. A vector whose
+    entry is gone is never read (the lookup joins the entry) and is deleted by the writer's upkeep."""
+
+    key = CharField(primary_key=True, max_length=64)  # the entry's
+    context = CharField(max_length=64)  # the key of the request without its last turn
+    embedder = CharField(max_length=255)
+    reports = IntegerField(default=0)  # wrong semantic answers reported (X-LLM-Cache-Semantic-Reject)
+    created_at = FloatField()
+    text = TextField()  # the turn that was embedded
+    vector = BlobField()  # float32, unit length
+
+    class Meta:
+        # The lookup's order: without created_at in the index, SQLite sorts a context's rows, blobs
+        # and all, on every lookup (50 ms for 1,000 of them, against 4 ms).
+        indexes = ((("context", "embedder", "created_at"), False),)
+
+
 class CacheSetting(BaseModel):
     """Values that belong to the cache itself, such as the secret of the `credential` scope's HMAC."""
 
@@ -176,7 +196,7 @@ def open_database(url: str) -> Database:
                      keepalives_count=3)
     database.initialize(db)
     db.connect(reuse_if_open=True)
-    db.create_tables([CacheEntry, CacheSetting, CacheCount, CacheDep], safe=True)
+    db.create_tables([CacheEntry, CacheSetting, CacheCount, CacheDep, CacheVector], safe=True)
     _add_missing_columns(db)
     return db
 
@@ -225,6 +245,7 @@ def scope_secret() -> str:
 HIT_COUNT_INTERVAL = 0.5  # seconds: hit counts are summed in memory and sent this often
 DEPS_REFRESH = 2.0  # seconds: dependency versions another proxy set are seen within this
 FILE_CHECK_INTERVAL = 1.0  # seconds between checks that the SQLite file is still the one opened
+SIMILAR_AT_MOST = 1000  # vectors of one context the semantic tier compares, the newest
 NEIGHBOURS = 20  # recent entries of the same endpoint and model a near miss is looked for among
 
 
@@ -255,6 +276,15 @@ class CacheStore:
         answer[2] = Case(None, [(CacheEntry.assembled.is_null(), CacheEntry.body)], None)
         self._find_json_sql = (
             CacheEntry.select(*answer, CacheEntry.assembled).where(CacheEntry.key == "?").sql()[0])
+        self.vectors = VectorIndex(SIMILAR_AT_MOST)  # the semantic tier's, in memory
+        self._turns_sql: dict[int, str] = {}
+        self._similar_sql = (
+            CacheVector.select(CacheVector.key, CacheVector.vector)
+            .join(CacheEntry, on=(CacheEntry.key == CacheVector.key))
+            .where((CacheVector.context == "?") & (CacheVector.embedder == "?") & (CacheVector.reports < "?"))
+            .order_by(CacheVector.created_at.desc())
+            .limit(SIMILAR_AT_MOST)
+            .sql()[0])
         self._scope_secret: bytes | None = None
         self._pending: dict[str, tuple[int, Record | None]] = {}  # None: not to be served until the writer checked it
         self._waiters: dict[int, Future[str]] = {}
@@ -280,6 +310,34 @@ class CacheStore:
     def find_json(self, key: str) -> Record | None:
         """`find` for a JSON request: a stream entry comes with its assembled answer, not its stream."""
         return self._find(key, self._find_json_sql)
+
+    def similar(self, context: str, embedder: str, block_after: int) -> Vectors:
+        """The vectors of the newest entries recorded in this context by this embedder that have
+        fewer than `block_after` reports of a wrong semantic answer (0: no limit), from memory
+        (llm_cache.vector_index) or, every few seconds, from the database."""
+
+        def read() -> list[tuple[str, bytes]]:
+            cursor = self.db.cursor()
+            cursor.execute(self._similar_sql, (context, embedder, block_after or 2**31 - 1, SIMILAR_AT_MOST))
+            return [(key, bytes(vector)) for key, vector in cursor.fetchall()]
+
+        return self.vectors.get(context, embedder, read)
+
+    def turns(self, keys: Sequence[str]) -> dict[str, str]:
+        """The embedded turns of these entries (the few the semantic tier compares in words)."""
+        sql = self._turns_sql.get(len(keys))
+        if sql is None:  # built once per count (the ORM costs ~1 ms a query)
+            sql = self._turns_sql[len(keys)] = (
+                CacheVector.select(CacheVector.key, CacheVector.text).where(CacheVector.key.in_(list(keys))).sql()[0])
+        cursor = self.db.cursor()
+        cursor.execute(sql, tuple(keys))
+        return dict(cursor.fetchall())
+
+    def report_semantic(self, keys: Sequence[str]) -> None:
+        """Entries given as wrong semantic answers: counted by the writer (llm_cache_semantic_block_after),
+        and no candidate here until the database is read again."""
+        self.vectors.drop(keys)
+        self._writer.submit(writes.SemanticReports(tuple(keys)))
 
     def _find(self, key: str, sql: str) -> Record | None:
         with self._lock:
@@ -375,6 +433,8 @@ class CacheStore:
         a stream is checked by the writer (llm_cache.records.derived_columns), so it is served once
         it is committed."""
         future: Future[str] = Future()
+        if record.semantic is not None:
+            self.vectors.add(record.semantic.context, record.semantic.embedder, record.key, record.semantic.vector)
         with self._lock:  # held across submit, so the acknowledgement cannot overtake us
             number = self._writer.submit(record)
             self._pending[record.key] = (number, None if record.is_stream else record)
@@ -437,6 +497,8 @@ class CacheStore:
         self.flush()
         with self._lock:
             self._pending.clear()
+        self.vectors = VectorIndex(SIMILAR_AT_MOST)
+        CacheVector.delete().execute()
         return CacheEntry.delete().execute()
 
     def _send_hits(self) -> None:
@@ -490,6 +552,7 @@ class CacheStore:
         with self._lock:
             for key in keys:
                 self._pending.pop(key, None)
+        self.vectors.drop(keys)
         self._writer.submit(writes.Rejected(tuple(keys)))
 
     def reject_prefix(self, prefix: str) -> str:

@@ -17,17 +17,19 @@ Later = Coroutine[Any, Any, None] | None  # a hook's rest, when it has to wait
 
 
 def answer_from(rt: Runtime, flow: http.HTTPFlow, status: Status, answer: answers.Answer, record: Record,
-                now: float, *, shared: bool = False) -> None:
+                now: float, *, shared: bool = False, similarity: float | None = None) -> None:
     """Answer from the proxy, with the headers that say what the cache did: a replay, as mitmproxy's
     server replay marks one (mitmdump prints `[replay]`, `~replays` finds it), with today's Date
     unless llm_cache_refresh_date is off."""
     age = max(0, int(now - record.created_at))
     if rt.settings.refresh_date:
         answer = answer._replace(headers=messages.with_date(answer.headers, now))
-    respond(rt, flow, answer, status, key=record.key, age=age)
+    respond(rt, flow, answer, status, key=record.key, age=age, similarity=similarity)
     flow.is_replay = "response"
     flow.metadata[META]["status"] = status
     how = "the answer of an identical request in flight" if shared else f"age {age}s"
+    if similarity is not None:
+        how = f"similarity {similarity:.3f} · {how}"
     messages.note(flow, MARK_HIT, status.value, key=record.key, detail=how)
 
 

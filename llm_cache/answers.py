@@ -8,7 +8,7 @@ import orjson
 from llm_cache import formats
 from llm_cache.endpoints import Family, Wire
 from llm_cache.keys import RequestTarget
-from llm_cache.records import Record, headers_to_keep
+from llm_cache.records import Embedded, Record, headers_to_keep
 
 JSON_CONTENT_TYPE = "application/json"
 CONTENT_TYPES = {
@@ -151,6 +151,7 @@ def make_record(
     user_agent: str = "",
     deps: tuple[tuple[str, str], ...] = (),
     namespace: str = "",
+    semantic: Embedded | None = None,
 ) -> Record:
     return Record(
         key=key,
@@ -172,4 +173,5 @@ def make_record(
         user_agent=user_agent,
         deps=deps,
         namespace=namespace,
+        semantic=semantic,
     )

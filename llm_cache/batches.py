@@ -18,6 +18,7 @@ from cache_models import (
     CacheCount,
     CacheDep,
     CacheEntry,
+    CacheVector,
     nearest_stored,
     open_database,
     redact_url,
@@ -38,6 +39,7 @@ from llm_cache.writes import (
     Rejected,
     Removed,
     Rules,
+    SemanticReports,
     Skipped,
     Upkeep,
     first_line,
@@ -67,6 +69,14 @@ def row_of(record: Record) -> dict[str, Any]:
         "body": record.body,
         **derived_columns(record),
     }
+
+
+def vector_rows(records: Sequence[Record], stored: set[str]) -> list[dict[str, Any]]:
+    """The semantic tier's rows of the entries this batch stores."""
+    return [{"key": record.key, "context": record.semantic.context, "embedder": record.semantic.embedder,
+             "reports": 0, "created_at": record.created_at, "text": record.semantic.text,
+             "vector": record.semantic.vector}
+            for record in records if record.semantic is not None and record.key in stored]
 
 
 def counts_of(hits: dict[str, tuple[int, float]], misses: dict[tuple[str, str, str, str], int]) -> list[dict[str, Any]]:
@@ -134,6 +144,8 @@ def upkeep(rules: Upkeep, now: float) -> Removed:
                 evicted_bytes += size
             for batch in chunked(keys, 500):
                 evicted += CacheEntry.delete().where(CacheEntry.key.in_(batch)).execute()
+    # Vectors whose entry is gone (expired, evicted, rejected, invalidated, deleted by the command line).
+    CacheVector.delete().where(CacheVector.key.not_in(CacheEntry.select(CacheEntry.key))).execute()
     return Removed(expired, evicted, evicted_bytes)
 
 
@@ -186,6 +198,7 @@ def open_writer(url: str, rules: KeyRules = DEFAULT_RULES) -> Callable[[Sequence
         hits: dict[str, tuple[int, float]] = {}
         misses: dict[tuple[str, str, str, str], int] = {}
         rejected: set[str] = set()
+        reports: dict[str, int] = {}
         versions: dict[str, str] = {}
         for op in ops:
             if isinstance(op, HitCounts):
@@ -196,6 +209,9 @@ def open_writer(url: str, rules: KeyRules = DEFAULT_RULES) -> Callable[[Sequence
                     misses[where] = misses.get(where, 0) + count
             elif isinstance(op, Rejected):
                 rejected.update(op.keys)
+            elif isinstance(op, SemanticReports):
+                for key in op.keys:
+                    reports[key] = reports.get(key, 0) + 1
             elif isinstance(op, DepVersions):
                 versions.update(op)
         db = state["db"]
@@ -210,9 +226,19 @@ def open_writer(url: str, rules: KeyRules = DEFAULT_RULES) -> Callable[[Sequence
                  .execute())
             for gone in chunked(sorted(rejected), 500):  # before this batch's rows: an answer recorded anew stays
                 CacheEntry.delete().where(CacheEntry.key.in_(gone)).execute()
+                CacheVector.delete().where(CacheVector.key.in_(gone)).execute()
             for batch in chunked(rows, 40):  # within SQLite's bound on parameters per statement
                 CacheEntry.insert_many(batch).on_conflict(conflict_target=[CacheEntry.key],
                                                           preserve=kept_on_overwrite).execute()
+            for batch in chunked(vector_rows(records, {row["key"] for row in rows}), 100):
+                (CacheVector
+                 .insert_many(batch)
+                 .on_conflict(conflict_target=[CacheVector.key],
+                              preserve=[CacheVector.context, CacheVector.embedder, CacheVector.reports,
+                                        CacheVector.created_at, CacheVector.text, CacheVector.vector])
+                 .execute())
+            for key, count in reports.items():
+                CacheVector.update(reports=CacheVector.reports + count).where(CacheVector.key == key).execute()
             for key, (count, when) in hits.items():
                 (CacheEntry
                  .update(hit_count=CacheEntry.hit_count + count, last_hit_at=when)

@@ -1,6 +1,6 @@
 """scripts/llm-cache: the cache database from a shell. Statistics with the money hits saved, listing
 and showing entries, cassettes (export / import), pruning, clearing, invalidating, explaining near
-misses.
+misses; and how well the semantic tier would do on labelled pairs (semantic-eval).
 
 It reads and writes the database itself (cache_models' plain functions), never through a CacheStore:
 no writer process, so it runs beside a proxy using the same cache. Output is text for people, or
@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from peewee import DatabaseError
 
 import cache_models
-from llm_cache import cli_inspect, cli_manage
+from llm_cache import cli_inspect, cli_manage, embedders, semantic_eval
 from llm_cache.cli_args import argument_type, parse_duration, parse_size
 from llm_cache.cli_config import database_url
 from llm_cache.cli_output import Failure
@@ -74,12 +74,22 @@ def parser() -> argparse.ArgumentParser:
     explain = commands.add_parser("explain", parents=[common],
                                   help="the near miss of an entry, and the rule that would have made it a hit")
     explain.add_argument("key", help="a key or its first characters")
+    evaluate = commands.add_parser("semantic-eval", help="precision and recall of the semantic tier on labelled "
+                                   "pairs, per threshold and guard (no database needed)")
+    evaluate.add_argument("--pairs", default=str(semantic_eval.PAIRS),
+                          help="JSON Lines of {\"a\", \"b\", \"same\"} (default: the set the tests ship)")
+    evaluate.add_argument("--embedder", default=embedders.LOCAL, type=argument_type(embedders.parse),
+                          help="local, or an embeddings endpoint URL (called through $HTTPS_PROXY if set)")
+    evaluate.add_argument("--model", default="text-embedding-3-small", help="the endpoint's embedding model")
+    evaluate.add_argument("--json", action="store_true", help="JSON for pipes")
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        if args.command == "semantic-eval":
+            return semantic_eval.run(args)
         url = database_url(args.db)
         if args.command != "import":
             _must_exist(url)

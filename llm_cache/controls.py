@@ -7,6 +7,10 @@
 - Ours: `X-LLM-Cache-TTL: <s>`, `X-LLM-Cache-Namespace: <name>`, `X-LLM-Cache-Tags: a,b`, and
   `X-LLM-Cache-Reject: <key>[,<key>]`: an agent reports an answer it got as bad (the key from its
   X-LLM-Cache-Key): the entry is deleted, and a request it would answer goes upstream and is recorded anew.
+  `X-LLM-Cache-Semantic-Reject: <key>`: the semantic answer it got (HIT-SEMANTIC) was wrong for its
+  request: this request goes upstream, and after llm_cache_semantic_block_after such reports that
+  entry is never a semantic answer again (its exact repeats still hit). `X-LLM-Cache-Tiers: exact`:
+  this request is answered by the exact tier alone (the semantic and synthesis tiers' own calls say it).
 - `X-LLM-Cache-Deps: table:products=abc123, doc:42` (Cachecore's `X-Cachecore-Deps` too): the
   answer depends on these versions; an entry recorded under another version of one is stale.
 
@@ -20,7 +24,8 @@ from typing import NamedTuple
 
 # Request headers that are for the cache only and never reach a provider.
 OWN_HEADERS = frozenset({"x-llm-cache-ttl", "x-llm-cache-namespace", "x-llm-cache-tags", "x-cache-bypass",
-                         "x-llm-cache-reject", "x-llm-cache-deps", "x-cachecore-deps"})
+                         "x-llm-cache-reject", "x-llm-cache-deps", "x-cachecore-deps",
+                         "x-llm-cache-semantic-reject", "x-llm-cache-tiers"})
 
 _NAME = re.compile(r"[A-Za-z0-9._:/@+-]{1,128}")
 _KEY = re.compile(r"[0-9a-f]{64}")
@@ -37,6 +42,8 @@ class Controls(NamedTuple):
     namespace: str = ""
     tags: tuple[str, ...] = ()
     reject: tuple[str, ...] = ()  # entries the client reports as bad answers
+    semantic_reject: tuple[str, ...] = ()  # entries the client reports as wrong semantic answers to this request
+    exact_only: bool = False  # X-LLM-Cache-Tiers: exact (the tiers' own calls say it too)
     deps: tuple[tuple[str, str], ...] = ()  # (dependency, version or "" for its current one)
 
 
@@ -68,12 +75,17 @@ def read_controls(headers: Iterable[tuple[str, str]]) -> Controls:
             if not all(_NAME.fullmatch(t) for t in tags):
                 return Controls(bypass=f"invalid X-LLM-Cache-Tags {value!r} (want a,b with A-Za-z0-9._:/@+-)")
             fields["tags"] = tuple(sorted(set(fields.get("tags", ())) | set(tags)))  # type: ignore[call-overload]
-        elif name == "x-llm-cache-reject":
+        elif name in ("x-llm-cache-reject", "x-llm-cache-semantic-reject"):
             keys = tuple(k.strip().lower() for k in value.split(",") if k.strip())
+            field = "reject" if name == "x-llm-cache-reject" else "semantic_reject"
             if not keys or not all(_KEY.fullmatch(k) for k in keys):
-                return Controls(bypass=f"invalid X-LLM-Cache-Reject {value!r} "
-                                       "(want the 64-hex X-LLM-Cache-Key of an answer)")
-            fields["reject"] = tuple(sorted(set(fields.get("reject", ())) | set(keys)))  # type: ignore[call-overload]
+                header = "X-LLM-Cache-Reject" if field == "reject" else "X-LLM-Cache-Semantic-Reject"
+                return Controls(bypass=f"invalid {header} {value!r} (want the 64-hex X-LLM-Cache-Key of an answer)")
+            fields[field] = tuple(sorted(set(fields.get(field, ())) | set(keys)))  # type: ignore[call-overload]
+        elif name == "x-llm-cache-tiers":
+            if value.strip().lower() != "exact":
+                return Controls(bypass=f"invalid X-LLM-Cache-Tiers {value!r} (want exact)")
+            fields["exact_only"] = True
         elif name in ("x-llm-cache-deps", "x-cachecore-deps"):
             deps = read_deps(value)
             if deps is None:

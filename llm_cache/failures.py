@@ -13,8 +13,10 @@ class FailureLog:
         self._interval = interval
         self._last: dict[str, float] = {}
 
-    def passed_through(self, what: str, error: BaseException | str) -> None:
+    def passed_through(self, what: str, error: BaseException | str,
+                       then: str = "passing the request through uncached") -> None:
+        """`then`: what becomes of the request instead (a tier that fails leaves an exact miss)."""
         now = time.monotonic()
         if now - self._last.get(what, -self._interval) >= self._interval:
             self._last[what] = now
-            logger.warning("llm-cache: %s failed (%s); passing the request through uncached", what, error)
+            logger.warning("llm-cache: %s failed (%s); %s", what, error, then)

@@ -7,6 +7,7 @@ from typing import TypedDict
 from llm_cache.controls import Controls
 from llm_cache.endpoints import Route, Wire
 from llm_cache.keys import RequestTarget
+from llm_cache.records import Embedded
 from llm_cache.status import Status
 
 META = "llm_cache"  # the one flow.metadata key the cache uses
@@ -33,6 +34,7 @@ class FlowState(TypedDict, total=False):
     skip_store: str | None  # why its answer must not be recorded, if it must not
     secret: str | None  # the kind of credential its body carries, if any
     deps: tuple[tuple[str, str], ...]  # the dependency versions its answer is recorded under
+    semantic: Embedded  # its last turn's embedding (the semantic tier), recorded with its answer
     leads: bool  # the first of identical requests in flight: the others wait for its answer
     relayed_from: tuple[str, str, int, str]  # a follower's destination (scheme, host, port, path) before the relay
     # response: what became of a miss ("stored", "queued: …", "skipped: …")

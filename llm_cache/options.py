@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from llm_cache import policy
+from llm_cache.similarity import Guard
 
 PREFIX = "llm_cache_"
 DEFAULT_DB = "sqlite:///llm-cache.sqlite3"
@@ -105,6 +106,35 @@ SETTINGS: tuple[Option, ...] = (
     Option("dashboard_clients", Sequence[str], [],
            "Networks (CIDRs such as 10.0.0.0/8) whose clients may see the dashboard besides loopback ones; "
            "empty: loopback only."),
+    Option("semantic", bool, False,
+           "The semantic tier: a request whose last user turn says what a stored one's said, in a conversation "
+           "otherwise identical (host, model, system prompt, tools, parameters, earlier turns), gets that answer "
+           "(X-LLM-Cache: HIT-SEMANTIC). Off: exact hits only."),
+    Option("semantic_threshold", str, "0.75",
+           "The cosine similarity a stored turn must reach to answer (0 to 1)."),
+    Option("semantic_guard", str, Guard.STRICT.value,
+           "strict: the turns may differ only in framing, spelling and typos, with their words in the same order "
+           "(0 wrong answers on the labelled set); marks: numbers, negations, names, code and directions must "
+           "match; off: the vectors alone.", [guard.value for guard in Guard]),
+    Option("semantic_embedder", str, "local",
+           "local (WordLlama, its weights shipped in its wheel) or the URL of an OpenAI-compatible /v1/embeddings "
+           "or Ollama /api/embed endpoint, called through this proxy (so cached too)."),
+    Option("semantic_embedding_model", str, "text-embedding-3-small",
+           "The model an embeddings endpoint is asked for (ignored by local)."),
+    Option("semantic_tool_results", bool, False,
+           "Also answer a request whose last turn is a tool result from a stored one that says the same."),
+    Option("semantic_block_after", int, 3,
+           "Reports of a wrong semantic answer (X-LLM-Cache-Semantic-Reject) after which an entry is never a "
+           "semantic answer again (its exact repeats still are); 0: never blocked."),
+    Option("synthesis", bool, False,
+           "The synthesis tier (needs llm_cache_semantic): a request that misses, with stored turns above "
+           "llm_cache_synthesis_threshold, is answered by llm_cache_synthesis_model from those question/answer "
+           "pairs (X-LLM-Cache: SYNTHESISED); never stored as an entry."),
+    Option("synthesis_url", str, "",
+           "The OpenAI-compatible chat completions URL of the synthesising model, called through this proxy."),
+    Option("synthesis_model", str, "", "The synthesising model (a cheap one)."),
+    Option("synthesis_threshold", str, "0.7", "The cosine a stored turn must reach to be given to the model."),
+    Option("synthesis_top_k", int, 5, "How many stored question/answer pairs the model is given, at most."),
 )
 OPTIONS: tuple[Option, ...] = (DB, *SETTINGS)
 SETTINGS_NAMES = frozenset(option.full_name for option in SETTINGS)

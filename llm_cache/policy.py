@@ -14,6 +14,7 @@ from typing import Any
 
 from llm_cache import paths, profiles, upstream_keys
 from llm_cache.normalise import DEFAULT_IGNORED_FIELDS, KeyRules
+from llm_cache.tier_settings import Semantic, Synthesis, parse_semantic, parse_synthesis
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -87,6 +88,8 @@ class Settings:
     key_rules: KeyRules = field(default_factory=lambda: KeyRules(profiles=profiles.load()))
     dashboard_host: str = "llm-cache.local"  # the proxy's own page; "": none
     dashboard_clients: tuple[Network, ...] = ()  # besides loopback, who may see it
+    semantic: Semantic | None = None  # the semantic tier, when it is on
+    synthesis: Synthesis | None = None  # the synthesis tier, when it is on
 
     def refuses(self, host: str, model: str, family: str) -> str | None:
         """Why the allow/deny lists keep this call out of the cache, or None."""
@@ -142,6 +145,7 @@ def settings_from(options: Mapping[str, Any]) -> Settings:
     if samples < 1:
         raise ValueError(f"llm_cache_samples must be 1 or more; got {samples}")
     ignored = DEFAULT_IGNORED_FIELDS + parse_paths("llm_cache_ignore_fields", options["ignore_fields"])
+    semantic = parse_semantic(options)
     return Settings(
         mode=parse_enum(Mode, "llm_cache_mode", options["mode"]),
         ttl=parse_non_negative("llm_cache_ttl", options["ttl"]),
@@ -174,6 +178,8 @@ def settings_from(options: Mapping[str, Any]) -> Settings:
         ),
         dashboard_host=parse_host("llm_cache_dashboard_host", options["dashboard_host"]),
         dashboard_clients=parse_networks("llm_cache_dashboard_clients", options["dashboard_clients"]),
+        semantic=semantic,
+        synthesis=parse_synthesis(options, semantic),
     )
 
 

@@ -256,7 +256,7 @@ def _make_record(rt: Runtime, flow: http.HTTPFlow, state: FlowState, headers: li
         status=flow.response.status_code, headers=headers, body=body, is_stream=is_stream, now=now,
         expires_at=now + controls.ttl if controls.ttl else None, sample=state["sample"], tags=controls.tags,
         profile=state["profile"], user_agent=state["user_agent"], deps=state.get("deps", ()),
-        namespace=controls.namespace,
+        namespace=controls.namespace, semantic=state.get("semantic"),
     )
 
 

@@ -56,6 +56,16 @@ class Record(NamedTuple):
     assembled: bytes | None = None  # a stream entry's JSON answer, read back only for a JSON request
     deps: tuple[tuple[str, str], ...] = ()  # the dependency versions it was recorded under (X-LLM-Cache-Deps)
     namespace: str = ""  # X-LLM-Cache-Namespace of the request that recorded it (also in its key)
+    semantic: "Embedded | None" = None  # its last turn's embedding, with the semantic tier on
+
+
+class Embedded(NamedTuple):
+    """What the semantic tier keeps of an entry (cache_models.CacheVector)."""
+
+    context: str
+    embedder: str
+    text: str
+    vector: bytes
 
 
 class NotStorable(ValueError):

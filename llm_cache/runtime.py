@@ -2,12 +2,13 @@
 hooks. addon.py holds one; the hook steps (llm_cache.serving, llm_cache.recording) take it."""
 
 import asyncio
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from mitmproxy import http
 
-from llm_cache import keys, policy
+from llm_cache import embedders, keys, policy
 from llm_cache.credentials import credentials
 from llm_cache.failures import FailureLog
 from llm_cache.flights import Flights
@@ -31,15 +32,29 @@ class Runtime:
         self.upstream_keys = UpstreamKeys()  # real keys put into requests that go upstream
         self.stale: dict[str, Record] = {}  # flow id -> expired entry, for stale-if-error
         self.loop: asyncio.AbstractEventLoop | None = None  # mitmproxy's, once it runs
+        self.proxy: str | None = None  # this proxy's URL, for the tiers' own calls through it
+        self.ca_file: str | None = None  # the CA it signs HTTPS with
+        self._embedder: embedders.Embedder | None = None
         self._seen: dict[str, int] = {}  # identical requests this run, per key (llm_cache_samples > 1)
 
     def configure(self, settings: policy.Settings) -> None:
         if _memo_config(settings) != _memo_config(self.settings):
             self.memo = _memo_for(settings)
         self.settings = settings
+        if settings.semantic is not None and settings.semantic.embedder == embedders.LOCAL:
+            threading.Thread(target=embedders.preload, name="llm-cache-embedder", daemon=True).start()
         if self.stores.store is not None:
             self.stores.store.set_rules(settings.key_rules)
             self.stores.store.set_upkeep(self.stores.upkeep())
+
+    def embedder(self) -> embedders.Embedder:
+        """The semantic tier's embedder (llm_cache.embedders), as llm_cache_semantic_embedder says."""
+        semantic = self.settings.semantic
+        assert semantic is not None
+        name = embedders.name_of(semantic.embedder, semantic.model)
+        if self._embedder is None or self._embedder.name != name:
+            self._embedder = embedders.make(semantic.embedder, semantic.model, self.proxy, self.ca_file)
+        return self._embedder
 
     def running(self) -> None:
         self.loop = asyncio.get_running_loop()

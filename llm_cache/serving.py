@@ -12,7 +12,7 @@ from typing import Any
 
 from mitmproxy import http
 
-from llm_cache import answers, keys, messages, replay_misses, single_flight, stale
+from llm_cache import answers, keys, messages, replay_misses, semantic, single_flight, stale
 from llm_cache.answering import Later, answer_from, respond
 from llm_cache.controls import OWN_HEADERS, has_own_headers, read_controls
 from llm_cache.decode import TooLarge
@@ -185,6 +185,13 @@ def _decide(rt: Runtime, flow: http.HTTPFlow, found: Found, plan: Plan, now: flo
             store.touch(found.fresh.key, now)
         return None
     state.update({"status": Status.MISS, "entry_key": found.key_of(state["request_key"]), "sample": found.sample})
+    if semantic.applies(rt, state, plan, found):  # a similar stored turn may answer first (llm_cache.semantic)
+        return semantic.after_miss(rt, flow, now, lambda: _miss(rt, flow, found, plan))
+    return _miss(rt, flow, found, plan)
+
+
+def _miss(rt: Runtime, flow: http.HTTPFlow, found: Found, plan: Plan) -> Later:
+    """Fail a replay miss loudly, serve stale-if-error, or send the miss upstream."""
     if plan.replay_only:
         return _replay_miss(rt, flow)
     if found.stale is not None and rt.settings.stale_if_error:

@@ -1,10 +1,10 @@
 """The response headers that say what the cache did with a request.
 
-Always `X-LLM-Cache: HIT | STALE | MISS | BYPASS`, with `-Key`, `-Age`, `-Store` or `-Reason` where
-they apply. With `llm_cache_compat_headers`, also the headers of the caches users switch from, so
-tools built for those keep working: `X-Computer-Use-Cache` and `X-Code-Model-Cache` (HIT / MISS /
-BYPASS, with `-Key` and `-Store`) and a Cachecore-style `X-Cache` (HIT_L1 | HIT_L1_STALE | MISS |
-BYPASS) with `X-Cache-Age`.
+Always `X-LLM-Cache: HIT | HIT-SEMANTIC | SYNTHESISED | STALE | MISS | BYPASS`, with `-Key`, `-Age`,
+`-Similarity`, `-Store` or `-Reason` where they apply. With `llm_cache_compat_headers`, also the
+headers of the caches users switch from, so tools built for those keep working:
+`X-Computer-Use-Cache` and `X-Code-Model-Cache` (HIT / MISS / BYPASS, with `-Key` and `-Store`) and
+a Cachecore-style `X-Cache` (HIT_L1 | HIT_L1_STALE | HIT_L2 | MISS | BYPASS) with `X-Cache-Age`.
 """
 
 from enum import StrEnum
@@ -13,6 +13,8 @@ from typing import Any
 
 class Status(StrEnum):
     HIT = "HIT"
+    HIT_SEMANTIC = "HIT-SEMANTIC"  # the answer of a stored request whose last turn says the same (llm_cache.semantic)
+    SYNTHESISED = "SYNTHESISED"  # written by a model from stored answers to similar requests (llm_cache.synthesis)
     STALE = "STALE"  # an expired entry served because the upstream failed (stale-if-error)
     MISS = "MISS"
     BYPASS = "BYPASS"
@@ -36,8 +38,9 @@ def is_status_header(name: str) -> bool:
     return name in _STATUS_NAMES or name.startswith(_STATUS_PREFIXES)
 
 
-_X_CACHE = {Status.HIT: "HIT_L1", Status.STALE: "HIT_L1_STALE", Status.MISS: "MISS", Status.BYPASS: "BYPASS",
-            Status.REPLAY_MISS: "MISS"}
+_X_CACHE = {Status.HIT: "HIT_L1", Status.STALE: "HIT_L1_STALE", Status.HIT_SEMANTIC: "HIT_L2",
+            Status.SYNTHESISED: "MISS", Status.MISS: "MISS", Status.BYPASS: "BYPASS", Status.REPLAY_MISS: "MISS"}
+_SEED_STATUS = {Status.STALE: "HIT", Status.HIT_SEMANTIC: "HIT", Status.SYNTHESISED: "MISS"}
 
 
 def status_headers(
@@ -46,6 +49,7 @@ def status_headers(
     key: str | None = None,
     age: int | None = None,
     reason: str | None = None,
+    similarity: float | None = None,
     compat: bool = False,
 ) -> list[tuple[str, str]]:
     headers = [("X-LLM-Cache", status.header)]
@@ -53,10 +57,12 @@ def status_headers(
         headers.append(("X-LLM-Cache-Key", key))
     if age is not None:
         headers.append(("X-LLM-Cache-Age", str(age)))
+    if similarity is not None:
+        headers.append(("X-LLM-Cache-Similarity", f"{similarity:.4f}"))
     if reason:
         headers.append(("X-LLM-Cache-Reason", reason))
     if compat:
-        seed_status = Status.HIT.value if status is Status.STALE else status.header
+        seed_status = _SEED_STATUS.get(status, status.header)
         for name in _SEED_HEADERS:
             headers.append((name, seed_status))
             if key:

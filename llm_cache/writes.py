@@ -27,6 +27,12 @@ class Rejected(NamedTuple):
     keys: tuple[str, ...]
 
 
+class SemanticReports(NamedTuple):
+    """A writer op: entries reported as wrong semantic answers, one report each."""
+
+    keys: tuple[str, ...]
+
+
 class Rules(NamedTuple):
     """A writer op: the key rules near misses are explained with from now on."""
 

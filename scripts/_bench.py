@@ -12,6 +12,10 @@ Agent-shaped rows beside them: streamed hits of 50, 200 and 800 events (each aga
 answer of the same bytes), a JSON request answered from a recorded 800-event stream (against a JSON
 hit), and, with --postgres URL, JSON hits from a PostgreSQL cache (against SQLite's).
 
+--semantic also measures the semantic tier (scripts/_bench_semantic.py): a fourth proxy, llm-cache
+with llm_cache_semantic=true on its own copy of the cache, answering semantic hits (a short last
+turn and a --body-kb one, each changed only in framing or punctuation), exact hits, and misses.
+
 --misses measures instead where a miss's cost goes: bare mitmproxy against llm-cache with
 llm_cache_mode off, readonly and record (miss_breakdown).
 
@@ -153,11 +157,7 @@ def prefill(url: str, entries: int, hits: dict[str, tuple[bytes, bool]]) -> None
     now = time.time()
 
     def row(key: str, body: bytes, is_stream: bool) -> dict:
-        content_type = "text/event-stream" if is_stream else "application/json"
-        assembled = orjson.dumps(formats.assembled(Family.OPENAI_CHAT, body)) if is_stream else None
-        return {"key": key, "family": "openai.chat", "host": "api.openai.com", "model": "gpt-4o-mini",
-                "status": 200, "headers": f'[["content-type","{content_type}"]]', "body": body,
-                "is_stream": is_stream, "request": b"{}", "created_at": now, "hit_count": 0, "assembled": assembled}
+        return entry_row(key, body, is_stream, now)
 
     rng = random.Random(7)
     with db.atomic():
@@ -168,6 +168,15 @@ def prefill(url: str, entries: int, hits: dict[str, tuple[bytes, bool]]) -> None
         for key, (body, is_stream) in hits.items():
             cache_models.CacheEntry.insert_many([row(key, body, is_stream)]).execute()
     db.close()
+
+
+def entry_row(key: str, body: bytes, is_stream: bool, now: float) -> dict:
+    """A cache_entry row as the writer stores it (a stream with its assembled JSON)."""
+    content_type = "text/event-stream" if is_stream else "application/json"
+    assembled = orjson.dumps(formats.assembled(Family.OPENAI_CHAT, body)) if is_stream else None
+    return {"key": key, "family": "openai.chat", "host": "api.openai.com", "model": "gpt-4o-mini",
+            "status": 200, "headers": f'[["content-type","{content_type}"]]', "body": body,
+            "is_stream": is_stream, "request": b"{}", "created_at": now, "hit_count": 0, "assembled": assembled}
 
 
 class Proxy:
@@ -269,8 +278,9 @@ def time_to_first_event(proxy_port: int | None, upstream_port: int, body_kb: int
     return {"first_ms": sorted(firsts)[count // 2] * 1000, "last_ms": sorted(lasts)[count // 2] * 1000}
 
 
-def check_hit(port: int, body: bytes, *, https_port: int | None = None) -> None:
-    """Refuse to measure "hits" that are not hits (through the reverse HTTPS listener when given)."""
+def check_hit(port: int, body: bytes, *, https_port: int | None = None, expect: str = "HIT") -> dict[str, str]:
+    """Refuse to measure "hits" that are not hits (through the reverse HTTPS listener when given):
+    the answer's X-LLM-Cache must be `expect`. Returns the answer's headers."""
     if https_port is None:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": f"http://127.0.0.1:{port}"}))
         url = "http://api.openai.com/v1/chat/completions"
@@ -279,8 +289,10 @@ def check_hit(port: int, body: bytes, *, https_port: int | None = None) -> None:
         url = f"https://127.0.0.1:{https_port}/v1/chat/completions"
     request = urllib.request.Request(url, data=body, method="POST", headers={"content-type": "application/json"})
     with opener.open(request, timeout=10) as response:
-        if response.headers.get("X-LLM-Cache") != "HIT":
-            raise RuntimeError("a pre-filled entry did not hit: the benchmark would measure misses")
+        if response.headers.get("X-LLM-Cache") != expect:
+            raise RuntimeError(f"a pre-filled entry was answered {response.headers.get('X-LLM-Cache')}, not {expect}: "
+                               "the benchmark would measure something else")
+        return dict(response.headers.items())
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -301,6 +313,9 @@ def main() -> None:
                         "answered by an E-event stream")
     parser.add_argument("--misses", action="store_true", help="instead: where a miss's cost goes: fresh misses "
                         "through bare mitmproxy and through llm-cache with llm_cache_mode off, readonly and record")
+    parser.add_argument("--semantic", action="store_true", help="also measure the semantic tier: semantic hits "
+                        "(a short and a --body-kb last turn), exact hits and misses through llm-cache with "
+                        "llm_cache_semantic=true, on its own copy of the cache")
     args = parser.parse_args()
     if args.hooks:
         from _bench_hooks import measure as measure_hooks
@@ -335,6 +350,7 @@ def main() -> None:
         if args.postgres:
             print(f"pre-filling {args.entries} entries in PostgreSQL ...", file=sys.stderr)
             prefill(args.postgres, args.entries, hits)
+        semantic_added = prepare_semantic(args, folder, hit_body) if args.semantic and not args.misses else (0, 0)
 
         refs = str(ROOT / "scripts" / "bench_addons.py")
         if args.misses:
@@ -367,6 +383,18 @@ def main() -> None:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.5)
+        semantic = None
+        if args.semantic:
+            semantic = Proxy("llm-cache-semantic", folder, [
+                "-s", str(ROOT / "addon.py"), "-s", refs, *lag("llm-cache-semantic"),
+                "--set", f"llm_cache_db=sqlite:///{folder / 'cache-semantic.sqlite3'}",
+                "--set", "llm_cache_semantic=true"])
+            proxies.append(semantic)
+            check_hit(semantic.http_port, hit_body, https_port=semantic.https_port)  # exact hits stay exact
+            for name in ("semantic-short.json", "semantic-long.json"):
+                answer = check_hit(semantic.http_port, (folder / name).read_bytes(), https_port=semantic.https_port,
+                                   expect="HIT-SEMANTIC")
+                print(f"{name}: HIT-SEMANTIC, similarity {answer.get('X-LLM-Cache-Similarity')}", file=sys.stderr)
 
         def run(proxy: Proxy, tls: bool, body: str, unique: bool = False) -> dict:
             if tls:
@@ -380,6 +408,10 @@ def main() -> None:
         scenarios = {
             "ceiling, HTTPS (fixed response)": (fixed, True, "hit.json", False),
             "hit JSON, HTTPS": (cache, True, "hit.json", False),
+            **({"hit JSON, HTTPS, semantic on": (semantic, True, "hit.json", False),
+                "hit semantic, HTTPS, short last turn": (semantic, True, "semantic-short.json", False),
+                f"hit semantic, HTTPS, {args.body_kb} KB last turn": (semantic, True, "semantic-long.json", False)}
+               if semantic else {}),
             **{name: scenario for events in STREAM_EVENTS for name, scenario in (
                 (f"ceiling, {events}-event stream, HTTPS", (fixed, True, f"stream-{events}.json", False)),
                 (f"hit {events}-event stream, HTTPS", (cache, True, f"stream-{events}.json", False)))},
@@ -389,6 +421,7 @@ def main() -> None:
             "hit JSON, HTTP": (cache, False, "hit.json", False),
             "passthrough, HTTP (bare mitmproxy)": (bare, False, "miss.json", True),
             "miss, HTTP (llm-cache records)": (cache, False, "miss.json", True),
+            **({"miss, HTTP (semantic on)": (semantic, False, "miss.json", True)} if semantic else {}),
         }
         # Rounds interleave the scenarios, so a slow spell of the machine hits all of them alike;
         # each scenario reports its median round.
@@ -413,6 +446,12 @@ def main() -> None:
                if postgres else {}),
             "hit JSON HTTP / ceiling HTTP": ("hit JSON, HTTP", "ceiling, HTTP (fixed response)", 0.95),
             "miss / passthrough": ("miss, HTTP (llm-cache records)", "passthrough, HTTP (bare mitmproxy)", 0.90),
+            **({"semantic hit / exact hit": ("hit semantic, HTTPS, short last turn", "hit JSON, HTTPS", None),
+                f"semantic hit, {args.body_kb} KB turn / exact hit": (
+                    f"hit semantic, HTTPS, {args.body_kb} KB last turn", "hit JSON, HTTPS", None),
+                "exact hit, semantic on / off": ("hit JSON, HTTPS, semantic on", "hit JSON, HTTPS", 0.95),
+                "miss semantic on / off": ("miss, HTTP (semantic on)", "miss, HTTP (llm-cache records)", None)}
+               if semantic else {}),
         }
         for proxy in proxies:
             proxy.stop()  # each writes its loop-lag samples as it shuts down
@@ -421,6 +460,13 @@ def main() -> None:
         recorded = cache_models.CacheEntry.select().count() - args.entries - len(hits)
         stored.close()
         report(args, results, ratios, recorded, ttfb)
+        if semantic:
+            from _bench_semantic import counts
+
+            entries, vectors = counts(folder / "cache-semantic.sqlite3")
+            print(f"semantic proxy: entries recorded by its miss runs (warm-ups included): "
+                  f"{entries - semantic_added[0]}, vectors recorded with them: {vectors - semantic_added[1]}; "
+                  f"misses answered in its measured runs: {results['miss, HTTP (semantic on)']['requests']}")
     finally:
         for proxy in proxies:
             proxy.stop()
@@ -429,6 +475,24 @@ def main() -> None:
             print(f"kept {folder}", file=sys.stderr)
         else:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def prepare_semantic(args: argparse.Namespace, folder: Path, hit_body: bytes) -> tuple[int, int]:
+    """scripts/bench --semantic: the semantic proxy's copy of the pre-filled cache, with the vectors
+    of the stored turns its semantic hits are answered from and the long-turn request's entry
+    (scripts/_bench_semantic.py), and the paraphrases asked. Returns the copy's (entries, vectors)."""
+    from _bench_semantic import SHORT_ASKED, add_to_cache, counts, long_turn_body
+
+    db = folder / "cache-semantic.sqlite3"
+    shutil.copyfile(folder / "cache.sqlite3", db)
+    long_stored = long_turn_body(args.body_kb)
+    long_key = key_for("https", 443, long_stored)
+    print("embedding the stored turns for the semantic proxy ...", file=sys.stderr)
+    add_to_cache(db, [entry_row(long_key, COMPLETION_BYTES, False, time.time())],
+                 [(hit_body, key_for("https", 443, hit_body)), (long_stored, long_key)])
+    (folder / "semantic-short.json").write_bytes(chat_body(args.body_kb, SHORT_ASKED))
+    (folder / "semantic-long.json").write_bytes(long_turn_body(args.body_kb, asked=True))
+    return counts(db)
 
 
 def measure(proxy: Proxy, url: str, path: str, body: str, args: argparse.Namespace, folder: Path, *,

@@ -19,5 +19,6 @@ def fresh_database(kind: str, folder: Path, name: str = "cache.sqlite3") -> str:
             pytest.fail("CI must provide PostgreSQL: .ci/run exports LLM_CACHE_TEST_POSTGRES")
         pytest.skip("no PostgreSQL here: .ci/postgres.sh starts one and sets LLM_CACHE_TEST_POSTGRES")
     cache_models.open_database(url).drop_tables(
-        [cache_models.CacheEntry, cache_models.CacheSetting, cache_models.CacheCount])
+        [cache_models.CacheEntry, cache_models.CacheSetting, cache_models.CacheCount, cache_models.CacheDep,
+         cache_models.CacheVector])
     return url

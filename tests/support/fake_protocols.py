@@ -5,6 +5,7 @@ model name picks behaviours as in fake_upstream (its _stream cuts fake-cut strea
 fake-error-event (an error mid-stream), fake-tools (a tool call).
 """
 
+import hashlib
 import json
 import time
 from typing import Any, NamedTuple
@@ -16,6 +17,16 @@ class Stream(NamedTuple):
     model: str
     pieces: list[bytes]
     content_type: str
+
+
+def word_vector(text: Any, dims: int = 64) -> list[float]:
+    """A deterministic embedding for the semantic tier's tests: a bag of its lower-cased words, each
+    hashed to a dimension, so texts with the same words (any case, order or punctuation) get the same
+    vector and texts sharing most words a close one."""
+    vector = [0.0] * dims
+    for word in "".join(c if c.isalnum() else " " for c in str(text).lower()).split():
+        vector[int(hashlib.sha256(word.encode()).hexdigest(), 16) % dims] += 1.0
+    return vector
 
 
 def answer(path: str, query: str, body: dict, text: str, n: int,
@@ -91,7 +102,8 @@ def _fill(schema: dict) -> Any:
 def _ollama(path: str, body: dict, text: str, n: int) -> tuple[int, Any] | Stream:
     model = body.get("model", "")
     if path.endswith("/api/embed"):
-        return 200, {"model": model, "embeddings": [[n / 1000, 0.5, -0.25]], "total_duration": 1000 + n}
+        vector = word_vector(body.get("input")) if model == "fake-embed-words" else [n / 1000, 0.5, -0.25]
+        return 200, {"model": model, "embeddings": [vector], "total_duration": 1000 + n}
     if path.endswith("/api/embeddings"):
         return 200, {"embedding": [n / 1000, 0.5, -0.25]}
     chat = path.endswith("/api/chat")

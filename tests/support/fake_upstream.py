@@ -134,8 +134,10 @@ class Handler(BaseHTTPRequestHandler):
         elif path.endswith("/chat/completions"):
             self._chat(body, text, n, call)
         elif path.endswith("/embeddings"):
+            words = model == "fake-embed-words"  # the semantic tier's tests: a vector of the text's words
+            vector = fake_protocols.word_vector(body.get("input")) if words else [n / 1000, 0.5, -0.25]
             self._json(200, {"object": "list", "model": model, "data": [
-                {"object": "embedding", "index": 0, "embedding": [n / 1000, 0.5, -0.25]}],
+                {"object": "embedding", "index": 0, "embedding": vector}],
                 "usage": {"prompt_tokens": 3, "total_tokens": 3}})
         elif path.endswith("/responses"):
             self._responses(body, text, n, call)

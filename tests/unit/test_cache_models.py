@@ -332,3 +332,39 @@ def test_the_writer_keeps_the_cache_under_its_bound(store, caplog):
     assert sorted(key[0] for key, in CacheEntry.select(CacheEntry.key).tuples())[-1] == "9"
     assert wait_for(lambda: "least recently used" in caplog.text)
     assert store.writes["evicted"] >= 3
+
+
+def test_vectors_are_found_by_context_and_embedder_joined_with_their_entries(store):
+    from llm_cache.records import Embedded
+    from llm_cache.vector_index import VectorIndex
+
+    store.vectors = VectorIndex(cache_models.SIMILAR_AT_MOST, refresh=0)  # every lookup reads the database
+
+    def put(key, context="c" * 64, embedder="e", vector=b"\x00\x00\x80?"):
+        store.put(record(key=key * 64)._replace(semantic=Embedded(context, embedder, f"turn {key}", vector)))
+
+    def similar(block_after):
+        return sorted(key[0] for key in store.similar("c" * 64, "e", block_after).keys)
+
+    put("a")
+    put("b")
+    put("c", context="d" * 64)
+    put("d", embedder="other")
+    store.flush()
+    assert similar(3) == ["a", "b"]
+    assert store.similar("c" * 64, "e", 3).matrix.tolist() == [[1.0], [1.0]]
+    assert store.turns(["a" * 64, "c" * 64, "z" * 64]) == {"a" * 64: "turn a", "c" * 64: "turn c"}
+    store.report_semantic(["a" * 64])
+    store.flush()
+    assert similar(1) == ["b"]  # blocked after 1 report
+    assert similar(0) == ["a", "b"]  # 0: never blocked
+    store.reject(["b" * 64])  # a rejected entry's vector goes with it
+    store.flush()
+    assert similar(0) == ["a"]
+    put("a")  # recorded anew: a new answer, no reports
+    store.flush()
+    assert similar(1) == ["a"]
+    CacheEntry.delete().where(CacheEntry.key == "a" * 64).execute()  # deleted by the command line
+    assert similar(0) == []  # its vector is never read
+    batches.upkeep(writes.Upkeep(), 0.0)
+    assert cache_models.CacheVector.select().where(cache_models.CacheVector.key == "a" * 64).count() == 0
