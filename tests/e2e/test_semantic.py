@@ -83,16 +83,16 @@ def test_only_an_otherwise_identical_conversation_is_searched(agent, fake, reque
 def test_a_stream_is_answered_as_a_stream(agent, request):
     topic = request.node.name
     client = anthropic.Anthropic()
-    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=64,
+    with client.messages.stream(model="claude-test-model", max_tokens=64,
                                 messages=[{"role": "user", "content": f"Please list three colours for {topic}"}]) as s:
         first = s.get_final_text()
-    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=64,
+    with client.messages.stream(model="claude-test-model", max_tokens=64,
                                 messages=[{"role": "user", "content": f"list three colours for {topic}!"}]) as s:
         assert s.response.headers["x-llm-cache"] == "HIT-SEMANTIC"
         assert s.response.headers["content-type"].startswith("text/event-stream")
         assert s.get_final_text() == first
     # And a JSON request is answered from the stored stream.
-    raw = client.messages.with_raw_response.create(model="claude-sonnet-4-5", max_tokens=64, messages=[
+    raw = client.messages.with_raw_response.create(model="claude-test-model", max_tokens=64, messages=[
         {"role": "user", "content": f"list three colours for {topic}"}])
     assert raw.headers["x-llm-cache"] == "HIT-SEMANTIC" and raw.parse().content[0].text == first
 
