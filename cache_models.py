@@ -334,10 +334,11 @@ class CacheStore:
         return dict(cursor.fetchall())
 
     def report_semantic(self, keys: Sequence[str]) -> None:
-        """Entries given as wrong semantic answers: counted by the writer (llm_cache_semantic_block_after),
-        and no candidate here until the database is read again."""
-        self.vectors.drop(keys)
+        """Entries given as wrong semantic answers: counted by the writer; past
+        llm_cache_semantic_block_after reports, a context read from the database leaves them out (read
+        again at its next lookup, after the writer has counted this one: its ops are written in order)."""
         self._writer.submit(writes.SemanticReports(tuple(keys)))
+        self.vectors.read_again(keys)
 
     def _find(self, key: str, sql: str) -> Record | None:
         with self._lock:

@@ -14,6 +14,7 @@ import logging
 import threading
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -98,9 +99,16 @@ def make(embedder: str, model: str, proxy: str | None, ca_file: str | None) -> E
 
 
 def parse(value: str) -> str:
-    """llm_cache_semantic_embedder: `local`, or an http(s) URL. Raises ValueError."""
+    """llm_cache_semantic_embedder: `local`, or an http(s) URL. Raises ValueError. The URL is stored
+    with every vector (it names the embedder): a credential in it is refused."""
     value = value.strip()
-    if value == LOCAL or value.startswith(("http://", "https://")):
+    if value.startswith(("http://", "https://")):
+        parts = urlsplit(value)
+        if parts.username or parts.password or parts.query:
+            raise ValueError("llm_cache_semantic_embedder must not carry a credential (user:password@ or ?key=): "
+                             "give the endpoint its key with llm_cache_upstream_keys")
+        return value
+    if value == LOCAL:
         return value
     raise ValueError("llm_cache_semantic_embedder must be local or the URL of an embeddings endpoint "
                      f"(https://api.openai.com/v1/embeddings, http://localhost:11434/api/embed); got {value!r}")

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from llm_cache import policy
-from llm_cache.similarity import Guard
+from llm_cache.guards import Guard
 
 PREFIX = "llm_cache_"
 DEFAULT_DB = "sqlite:///llm-cache.sqlite3"

@@ -3,8 +3,8 @@
 After an exact miss with nothing stored under the request's key: take the last user turn
 (llm_cache.turns) and key everything else (the context); embed the turn on a thread; compare it with
 the turns stored in the same context by the same embedder (the newest SIMILAR_AT_MOST); the closest
-that reaches the threshold and passes the guard (llm_cache.similarity) answers, in the wire format
-the client asked for, as `X-LLM-Cache: HIT-SEMANTIC` with its similarity and key. Otherwise the
+that reaches the threshold and passes the guard answers, in the wire format
+the client asked for, as `X-LLM-Cache: HIT-SEMANTIC` with its similarity and key (llm_cache.guards). Otherwise the
 request goes on as the exact miss it is, carrying its embedding so its answer is found next time;
 with the synthesis tier on, near neighbours may first be given to a model (llm_cache.synthesis).
 
@@ -12,16 +12,15 @@ What an exact hit or miss does never changes: this runs only where the exact tie
 and any failure here (an embedder down, a database error) leaves the request an ordinary miss.
 """
 
-import asyncio
 import hashlib
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 from mitmproxy import http
 
 from cache_models import CacheStore
-from llm_cache import answers, keys, messages, similarity, synthesis, turns
+from llm_cache import answers, embedders, guards, keys, messages, similarity, synthesis, through_proxy, turns
 from llm_cache.answering import Later, answer_from
 from llm_cache.endpoints import Wire
 from llm_cache.flowstate import META, FlowState
@@ -36,8 +35,13 @@ CANDIDATES = 5  # the closest stored turns tried against the guard
 
 
 def applies(rt: Runtime, state: FlowState, plan: Plan, found: Found) -> bool:
-    return (rt.settings.semantic is not None and not state["controls"].exact_only and plan.look_up
-            and found.fresh is None and found.stale is None and rt.settings.samples == 1)
+    """Only where the exact tier found nothing, not even an expired entry; not in a replay (a replay
+    is exact, or fails loudly); not when the request asks for the exact tier alone; and a turn that
+    carries a credential is never sent to an embeddings endpoint (another provider, perhaps)."""
+    semantic = rt.settings.semantic
+    return (semantic is not None and not state["controls"].exact_only and plan.look_up and not plan.replay_only
+            and found.fresh is None and found.stale is None and rt.settings.samples == 1
+            and not (state.get("secret") and semantic.embedder != embedders.LOCAL))
 
 
 async def after_miss(rt: Runtime, flow: http.HTTPFlow, now: float, then: Callable[[], Later]) -> None:
@@ -73,22 +77,23 @@ async def _answer(rt: Runtime, flow: http.HTTPFlow, now: float) -> bool:
     canonical = keys.canonical_body(turn.context, rt.settings.key_rules, family=family, profile=state["profile"])
     context = keys.cache_key(state["target"], hashlib.sha256(canonical).hexdigest(), state["partition"])
     embedder = rt.embedder()
-    vector = await asyncio.to_thread(embedder.embed, turn.text)  # an endpoint's round trip, or ~0.2 ms
+    vector = await through_proxy.call(embedder.embed, turn.text)  # an endpoint's round trip, or ~0.2 ms
     state["semantic"] = Embedded(context, embedder.name, turn.text, similarity.to_bytes(vector))
-    if state["controls"].semantic_reject:  # the semantic answer it got was wrong: counted, and asked upstream
-        store.report_semantic(state["controls"].semantic_reject)
+    if state["controls"].semantic_reject:  # the semantic answer it got was wrong (counted): asked upstream
         return False
     # Ranking a context's vectors (in memory, read from the database every few seconds) and
     # comparing the closest in words: up to milliseconds for a long turn, so never on the event loop.
-    candidates = await _off_loop(rt, _candidates, store, settings, context, embedder.name, vector, turn.text)
+    rejected = state["controls"].reject  # reported bad by this very request: deleted, maybe not yet
+    top = max(CANDIDATES, rt.settings.synthesis.top_k if rt.settings.synthesis else 0)
+    candidates = [candidate for candidate in await rt.stores.off_loop(
+        _candidates, store, settings, context, embedder.name, vector, turn.text, top) if candidate.key not in rejected]
     for candidate in candidates:
         if candidate.similarity < settings.threshold:
             break
         if not candidate.allowed:
             continue
-        read = store.find_json if state["wire"] is Wire.JSON else store.find
-        record = await _off_loop(rt, read, candidate.key) if store.remote else read(candidate.key)
-        if record is None or _expired(rt, state, record, now):
+        record = await read_fresh(rt, state, candidate.key, now)
+        if record is None:
             continue
         answer = answers.replay(record, family, want=state["wire"], include_usage=state["include_usage"])
         if answer is None:
@@ -99,37 +104,37 @@ async def _answer(rt: Runtime, flow: http.HTTPFlow, now: float) -> bool:
     if rt.settings.synthesis is None:
         return False
     try:
-        return await synthesis.answer(rt, flow, turn.text, [(c.key, c.turn, c.similarity) for c in candidates], now)
+        neighbours = [(c.key, c.turn, c.similarity) for c in candidates]
+        return await synthesis.answer(rt, flow, turn.text, neighbours, now, read_fresh)
     except Exception as e:  # the model down, or an answer not of the expected shape
         rt.failures.passed_through("the synthesis tier", e, "the request goes on as an exact-tier miss")
         return False
 
 
 def _candidates(store: CacheStore, settings: Semantic, context: str, embedder: str, vector: np.ndarray,
-                text: str) -> list[Candidate]:
-    """The stored turns of this context closest to `vector`, closest first, each guarded (on a thread)."""
+                text: str, top: int) -> list[Candidate]:
+    """The `top` stored turns of this context closest to `vector`, closest first, each guarded (on a thread)."""
     stored = store.similar(context, embedder, settings.block_after)
-    ranked = similarity.ranked(vector, stored.matrix, CANDIDATES)
+    ranked = similarity.ranked(vector, stored.matrix, top)
     said = store.turns([stored.keys[index] for index, _ in ranked]) if ranked else {}
     found = []
     for index, score in ranked:
         key = stored.keys[index]
         turn = said.get(key, "")
-        allowed = score >= settings.threshold and similarity.guard_allows(settings.guard, text, turn)
+        allowed = score >= settings.threshold and guards.guard_allows(settings.guard, text, turn)
         found.append(Candidate(key, turn, score, allowed))
     return found
 
 
-async def _off_loop(rt: Runtime, work: Callable[..., Any], *args: Any) -> Any:
-    """On a thread: for a database across the network, one of the lookups' own, within the lookup
-    timeout; for SQLite, the loop's default executor (a thread has its own connection)."""
+async def read_fresh(rt: Runtime, state: FlowState, key: str, now: float) -> Record | None:
+    """The entry under `key`, in the form the request's wire wants, unless it is gone or expired
+    for this request (TTLs, max-age, dependency versions) as an exact hit would be."""
     store = rt.stores.store
-    if store is not None and store.remote:
-        return await rt.stores.far(work, *args)
-    return await asyncio.to_thread(work, *args)
-
-
-def _expired(rt: Runtime, state: FlowState, record: Record, now: float) -> bool:
-    store = rt.stores.store
-    versions = store.versions if record.deps and store is not None else None
-    return is_expired(record, now, rt.settings, state["controls"], versions)
+    if store is None:
+        return None
+    read = store.find_json if state["wire"] is Wire.JSON else store.find
+    record = await rt.stores.off_loop(read, key) if store.remote else read(key)
+    if record is None:
+        return None
+    versions = store.versions if record.deps else None
+    return None if is_expired(record, now, rt.settings, state["controls"], versions) else record

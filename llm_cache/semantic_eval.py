@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from llm_cache import embedders
-from llm_cache.similarity import Guard, guard_allows
+from llm_cache.guards import Guard, guard_allows
 
 PAIRS = Path(__file__).resolve().parents[1] / "tests" / "unit" / "data" / "semantic_pairs.jsonl"
 THRESHOLDS = (0.7, 0.75, 0.8, 0.85, 0.9, 0.92, 0.95)

@@ -50,6 +50,8 @@ def recognise(rt: Runtime, flow: http.HTTPFlow) -> None:
             request.headers.pop(name, None)
     if controls.reject and (store := rt.stores.get()) is not None:
         store.reject(controls.reject)  # deleted by the writer, off the loop
+    if controls.semantic_reject and (store := rt.stores.get()) is not None:
+        store.report_semantic(controls.semantic_reject)  # counted by the writer (llm_cache.semantic)
     named = {n.lower(): v for n, v in fields}
     state: FlowState = {
         "route": route, "target": target, "controls": controls,

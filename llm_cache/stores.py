@@ -67,6 +67,14 @@ class Stores:
     def redacted(self) -> str:
         return cache_models.redact_url(self.url)
 
+    async def off_loop[T](self, work: Callable[..., T], *args: Any) -> T:
+        """`work(*args)` on a thread: for a database across the network one of the lookups' own,
+        within the lookup timeout (`far`); for SQLite the loop's default executor (a thread has its
+        own connection)."""
+        if self.store is not None and self.store.remote:
+            return await self.far(work, *args)
+        return await asyncio.to_thread(work, *args)
+
     async def far[T](self, read: Callable[..., T], *args: Any) -> T:
         """`read(*args)` on the lookup threads, within llm_cache_lookup_timeout_ms (raises TimeoutError)."""
         if self._reader is None:

@@ -9,9 +9,9 @@ this proxy, where it is counted as a call of that model and its usage is reporte
 `X-LLM-Cache-Synthesis-Usage`. Any failure leaves the request the ordinary miss it was.
 """
 
-import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -34,9 +34,13 @@ INSTRUCTIONS = (
 NO_ANSWER = "NO ANSWER"
 
 
+Read = Callable[[Runtime, FlowState, str, float], Awaitable[Record | None]]
+
+
 async def answer(rt: Runtime, flow: http.HTTPFlow, question: str, neighbours: list[tuple[str, str, float]],
-                 now: float) -> bool:
-    """`neighbours`: (entry key, stored turn, similarity), closest first. True when answered."""
+                 now: float, read: Read) -> bool:
+    """`neighbours`: (entry key, stored turn, similarity), closest first; `read`: an entry unless it
+    is gone or expired for this request (llm_cache.semantic.read_fresh). True when answered."""
     settings, store = rt.settings.synthesis, rt.stores.store
     state: FlowState = flow.metadata[META]
     if settings is None or store is None:
@@ -45,7 +49,7 @@ async def answer(rt: Runtime, flow: http.HTTPFlow, question: str, neighbours: li
     for key, text, score in neighbours[:settings.top_k]:
         if score < settings.threshold:
             break
-        record = await asyncio.to_thread(store.find_json, key) if store.remote else store.find_json(key)
+        record = await read(rt, state, key, now)
         if record is not None and (said := answer_text(record)):
             pairs.append((text, said))
     if not pairs:
@@ -54,7 +58,7 @@ async def answer(rt: Runtime, flow: http.HTTPFlow, question: str, neighbours: li
     request = {"model": settings.model, "temperature": 0, "messages": [
         {"role": "system", "content": INSTRUCTIONS},
         {"role": "user", "content": f"{prompt}\n\nQuestion:\n{question}"}]}
-    reply = await asyncio.to_thread(through_proxy.post_json, settings.url, request, rt.proxy, rt.ca_file)
+    reply = await through_proxy.call(through_proxy.post_json, settings.url, request, rt.proxy, rt.ca_file)
     text = reply["choices"][0]["message"]["content"]
     if not isinstance(text, str) or not text.strip() or text.strip() == NO_ANSWER:
         return False

@@ -4,12 +4,24 @@ They ask for the exact tier alone (X-LLM-Cache-Tiers: exact): a synthesising cal
 be answered by the semantic or synthesis tier. Synchronous (urllib): the tiers call it on a thread,
 off the event loop."""
 
+import asyncio
 import json
 import ssl
 import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 TIMEOUT = 30.0  # seconds an endpoint may take
+
+# Their own threads: a call through this proxy waits for the proxy, which needs the loop's default
+# executor to resolve the upstream's name; calls holding every one of its threads would wait forever.
+_CALLS = ThreadPoolExecutor(16, thread_name_prefix="llm-cache-call")
+
+
+async def call[T](work: Callable[..., T], *args: Any) -> T:
+    """`work(*args)`, which calls through the proxy, on the calls' own threads."""
+    return await asyncio.get_running_loop().run_in_executor(_CALLS, work, *args)
 
 
 def post_json(url: str, body: dict[str, Any], proxy: str | None, ca_file: str | None) -> Any:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm_cache import embedders
-from llm_cache.similarity import Guard
+from llm_cache.guards import Guard
 
 
 @dataclass(frozen=True)

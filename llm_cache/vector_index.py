@@ -3,9 +3,10 @@ once, as one matrix, then kept up to date with what this proxy records, and read
 REFRESH seconds (for what other proxies on the same cache recorded, and reports). Without it each
 lookup read and unpacked up to 1,000 rows (~4 ms of CPU for a full context, on every exact miss).
 
-Bounded by MAX_BYTES of vectors, least recently used contexts first out. An entry deleted since
-(rejected, evicted, by the command line) may stay a candidate until the next read: its lookup then
-finds no entry and the next candidate is tried."""
+Bounded by MAX_BYTES of vectors, least recently used contexts first out. An entry this proxy
+dropped (rejected, reported) is kept out even of reads that still find it, until the writer has
+surely deleted or counted it; one deleted otherwise (evicted, by the command line) may stay a
+candidate until the next read: its lookup then finds no entry and the next candidate is tried."""
 
 import threading
 import time
@@ -16,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 REFRESH = 5.0  # seconds
+FORGET_DROPPED = 60.0  # seconds a dropped key is kept out of what is read (the writer deletes it meanwhile)
 MAX_BYTES = 64 << 20
 
 
@@ -31,6 +33,7 @@ class VectorIndex:
         self._max_rows, self._max_bytes, self._refresh = max_rows, max_bytes, refresh
         self._contexts: OrderedDict[tuple[str, str], Vectors] = OrderedDict()
         self._bytes = 0
+        self._dropped: dict[str, float] = {}  # key -> when: not offered even if a read still finds it
         self._lock = threading.Lock()
 
     def get(self, context: str, embedder: str, read: Callable[[], list[tuple[str, bytes]]]) -> Vectors:
@@ -43,6 +46,11 @@ class VectorIndex:
                 self._contexts.move_to_end(where)
                 return found
         rows = read()
+        with self._lock:
+            now = time.monotonic()
+            self._dropped = {key: when for key, when in self._dropped.items() if now - when < FORGET_DROPPED}
+            if self._dropped:
+                rows = [(key, blob) for key, blob in rows if key not in self._dropped]
         dimensions = {len(blob) for _, blob in rows}
         if len(dimensions) > 1:  # another embedder's size under the same name: only the commonest kept
             size = max(dimensions, key=lambda d: sum(len(blob) == d for _, blob in rows))
@@ -72,10 +80,20 @@ class VectorIndex:
         """Entries no longer to be offered (reported as wrong, rejected)."""
         gone = set(keys)
         with self._lock:
+            self._dropped.update(dict.fromkeys(gone, time.monotonic()))
             for where, found in list(self._contexts.items()):
                 if gone.intersection(found.keys):
                     kept = [i for i, key in enumerate(found.keys) if key not in gone]
                     self._put(where, Vectors([found.keys[i] for i in kept], found.matrix[kept], found.read_at))
+
+    def read_again(self, keys: Iterable[str]) -> None:
+        """The contexts holding these keys are read from the database at their next lookup (their
+        entries were reported: the count that may block them is the database's)."""
+        wanted = set(keys)
+        with self._lock:
+            for where, found in list(self._contexts.items()):
+                if wanted.intersection(found.keys):
+                    self._contexts[where] = found._replace(read_at=float("-inf"))
 
     def _put(self, where: tuple[str, str], vectors: Vectors) -> None:
         old = self._contexts.pop(where, None)

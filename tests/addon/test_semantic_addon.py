@@ -14,6 +14,7 @@ from mitmproxy.test import taddons
 import addon as llm_addon
 import cache_models
 from llm_cache import embedders, messages
+from llm_cache.vector_index import VectorIndex
 from tests.addon.test_addon import COMPLETION, llm_flow, upstream
 
 
@@ -90,3 +91,29 @@ def test_a_request_may_ask_for_the_exact_tier_alone(cache):
     upstream(cache, miss, body=orjson.dumps(COMPLETION))
     exact = send(cache, llm_flow(chat("name a colour"), extra_headers=[(b"x-llm-cache-tiers", b"exact")]))
     assert exact.response is None and "x-llm-cache-tiers" not in exact.request.headers
+
+
+def test_a_semantic_answer_obeys_the_requests_controls_and_the_mode(cache):
+    miss = send(cache, llm_flow(chat("Name a river in Europe")))
+    upstream(cache, miss, body=orjson.dumps(COMPLETION))
+    key = miss.metadata["llm_cache"]["request_key"]
+    # (each request its own paraphrase: one left in flight would hold identical ones, single flight)
+    assert send(cache, llm_flow(chat("name a river in europe"))).response.headers["X-LLM-Cache"] == "HIT-SEMANTIC"
+    # max-age: the stored answer is too old for this request (as for an exact hit)
+    young = send(cache, llm_flow(chat("Name a river in Europe!"), extra_headers=[(b"cache-control", b"max-age=0")]))
+    assert young.response is None
+    # the request reports that very answer as bad: never served to it, even once the context is read
+    # again from the database before the writer has deleted the entry
+    cache.store.vectors = VectorIndex(cache_models.SIMILAR_AT_MOST, refresh=0)
+    reporting = send(cache, llm_flow(chat("please name a river in europe"),
+                                     extra_headers=[(b"x-llm-cache-reject", key.encode())]))
+    assert reporting.response is None
+
+
+def test_a_replay_is_exact(cache):
+    miss = send(cache, llm_flow(chat("Name a mountain in Asia")))
+    upstream(cache, miss, body=orjson.dumps(COMPLETION))
+    with taddons.context(cache) as tctx:
+        tctx.configure(cache, llm_cache_mode="replay")
+        replayed = send(cache, llm_flow(chat("name a mountain in asia")))
+    assert replayed.response.status_code == 400 and replayed.response.headers["X-LLM-Cache"] == "MISS"

@@ -103,13 +103,13 @@ def test_a_reported_wrong_semantic_answer_goes_upstream_and_then_is_never_one_ag
     key = first_headers["x-llm-cache-key"]
     headers, _ = chat(f"explain recursion for {topic}.")
     assert headers["x-llm-cache"] == "HIT-SEMANTIC" and headers["x-llm-cache-key"] == key
-    reporter = agent_client({"X-LLM-Cache-Semantic-Reject": key})
+    # The report (the exact tier alone for this request, so its own answer is no semantic candidate).
+    reporter = agent_client({"X-LLM-Cache-Semantic-Reject": key, "X-LLM-Cache-Tiers": "exact"})
     headers, fresh = chat(f"explain recursion for {topic}.", client=reporter)
     assert headers["x-llm-cache"] == "MISS" and text(fresh) != text(first)  # asked upstream
-    # llm_cache_semantic_block_after=1: that entry is no semantic answer any more, to anyone (the
-    # reporter's own entry may be)...
+    # llm_cache_semantic_block_after=1: that entry is no semantic answer any more, to anyone...
     headers, answer = chat(f"Explain recursion for {topic}!!")
-    assert headers["x-llm-cache-key"] != key and text(answer) != text(first)
+    assert headers["x-llm-cache"] == "MISS" and text(answer) != text(first)
     # ...and its own exact repeats still hit.
     assert chat(f"Explain recursion for {topic}")[0]["x-llm-cache"] == "HIT"
 
@@ -228,3 +228,19 @@ def test_semantic_eval_measures_an_embedder_on_labelled_pairs(semantic_proxy):
                         HTTPS_PROXY=semantic_proxy.url, SSL_CERT_FILE=str(semantic_proxy.ca))
     assert endpoint[("off", 0.95)]["wrong"] > 0  # a bag of words cannot tell swapped directions apart
     assert endpoint[("strict", 0.75)]["wrong"] == 0
+
+
+def test_a_synthesiser_without_an_answer_leaves_an_ordinary_miss(tmp_path, certs, fake, monkeypatch, request):
+    proxy = Mitmdump(tmp_path, certs=certs, fake=fake, extra=options(
+        semantic=True, semantic_embedder=EMBEDDINGS, semantic_embedding_model="fake-embed-words",
+        synthesis=True, synthesis_url="https://api.openai.com/v1/chat/completions",
+        synthesis_model="fake-no-answer", synthesis_threshold="0.5"))
+    try:
+        point_agent_at(proxy, monkeypatch)
+        topic = request.node.name
+        chat(f"What is the capital of France for {topic}")
+        headers, answer = chat(f"What is the capital of Spain for {topic}")
+        assert headers["x-llm-cache"] == "MISS" and "capital of Spain" in text(answer)  # the provider's answer
+        assert chat(f"What is the capital of Spain for {topic}")[0]["x-llm-cache"] == "HIT"  # and it was recorded
+    finally:
+        proxy.stop()

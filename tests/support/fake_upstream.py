@@ -118,7 +118,7 @@ class Handler(BaseHTTPRequestHandler):
         if model == "fake-bomb":  # a JSON answer that gzip-inflates to 1 GiB
             return self._send(200, bombs.bomb("gzip"), "application/json", encoding="gzip")
         path, _, query = self.path.partition("?")
-        text = f"call #{n}: {_last_text(body)}"
+        text = f"call #{n}: {_last_text(body)}" if model != "fake-no-answer" else "NO ANSWER"
         turn = fake_agent.scripted_turn(body)  # a real agent's tool session
         if turn is not None and turn.text is not None:
             text = turn.text

@@ -31,6 +31,12 @@ def test_a_context_is_read_once_then_kept_up_to_date():
     assert index.get("c", "e", read).keys == ["m", "b"] and len(reads) == 1
 
 
+def test_a_dropped_key_stays_out_of_reads_that_still_find_it():
+    index = VectorIndex(max_rows=10, refresh=0)
+    index.drop(["a"])  # rejected: the writer has not deleted it yet
+    assert index.get("c", "e", lambda: [("a", vector(1, 0)), ("b", vector(0, 1))]).keys == ["b"]
+
+
 def test_a_context_is_read_again_after_the_refresh_and_memory_is_bounded():
     index = VectorIndex(max_rows=10, refresh=0)
     count = []
@@ -49,3 +55,11 @@ def test_a_context_is_read_again_after_the_refresh_and_memory_is_bounded():
     small.get("c1", "e", lambda: again.append(1) or [("a", vector(1, 0))])
     assert again == [1]  # c1 was forgotten for c2
     assert small.get("c3", "e", lambda: []).keys == []
+
+
+def test_a_context_holding_a_reported_key_is_read_again():
+    index = VectorIndex(max_rows=10)
+    reads = []
+    index.get("c", "e", lambda: reads.append(1) or [("a", vector(1, 0))])
+    index.read_again(["a"])
+    assert index.get("c", "e", lambda: reads.append(1) or []).keys == [] and len(reads) == 2
