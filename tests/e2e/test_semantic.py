@@ -162,12 +162,16 @@ def test_the_local_embedder_needs_no_endpoint(tmp_path, certs, fake, monkeypatch
         proxy.stop()
 
 
-def test_synthesis_answers_a_near_miss_from_stored_answers_and_stores_nothing(tmp_path, certs, fake, monkeypatch,
-                                                                              request):
-    proxy = Mitmdump(tmp_path, certs=certs, fake=fake, extra=options(
+def synthesising_proxy(tmp_path, certs, fake, model: str) -> Mitmdump:
+    return Mitmdump(tmp_path, certs=certs, fake=fake, extra=options(
         semantic=True, semantic_embedder=EMBEDDINGS, semantic_embedding_model="fake-embed-words",
         synthesis=True, synthesis_url="https://api.openai.com/v1/chat/completions",
-        synthesis_model="fake-synthesiser", synthesis_threshold="0.5"))
+        synthesis_model=model, synthesis_threshold="0.5"))
+
+
+def test_synthesis_answers_a_near_miss_from_stored_answers_and_stores_nothing(tmp_path, certs, fake, monkeypatch,
+                                                                              request):
+    proxy = synthesising_proxy(tmp_path, certs, fake, "fake-synthesiser")
     try:
         point_agent_at(proxy, monkeypatch)
         topic = request.node.name
@@ -231,10 +235,7 @@ def test_semantic_eval_measures_an_embedder_on_labelled_pairs(semantic_proxy):
 
 
 def test_a_synthesiser_without_an_answer_leaves_an_ordinary_miss(tmp_path, certs, fake, monkeypatch, request):
-    proxy = Mitmdump(tmp_path, certs=certs, fake=fake, extra=options(
-        semantic=True, semantic_embedder=EMBEDDINGS, semantic_embedding_model="fake-embed-words",
-        synthesis=True, synthesis_url="https://api.openai.com/v1/chat/completions",
-        synthesis_model="fake-no-answer", synthesis_threshold="0.5"))
+    proxy = synthesising_proxy(tmp_path, certs, fake, "fake-no-answer")  # the fake's model that finds nothing
     try:
         point_agent_at(proxy, monkeypatch)
         topic = request.node.name
