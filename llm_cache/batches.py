@@ -27,7 +27,7 @@ from llm_cache import explain
 from llm_cache.endpoints import Family
 from llm_cache.keys import parse_json
 from llm_cache.normalise import DEFAULT_RULES, KeyRules, canonical_form
-from llm_cache.records import NotStorable, Record, derived_columns
+from llm_cache.records import Embedded, NotStorable, Record, derived_columns
 from llm_cache.writer import Later, Retry
 from llm_cache.writes import (
     EVICT_TO,
@@ -73,10 +73,14 @@ def row_of(record: Record) -> dict[str, Any]:
 
 def vector_rows(records: Sequence[Record], stored: set[str]) -> list[dict[str, Any]]:
     """The semantic tier's rows of the entries this batch stores."""
-    return [{"key": record.key, "context": record.semantic.context, "embedder": record.semantic.embedder,
-             "reports": 0, "created_at": record.created_at, "text": record.semantic.text,
-             "vector": record.semantic.vector}
+    return [vector_row(record.key, record.semantic, record.created_at)
             for record in records if record.semantic is not None and record.key in stored]
+
+
+def vector_row(key: str, embedded: Embedded, created_at: float) -> dict[str, Any]:
+    """A cache_vector row: an entry's turn and its embedding, with no report yet."""
+    return {"key": key, "context": embedded.context, "embedder": embedded.embedder, "reports": 0,
+            "created_at": created_at, "text": embedded.text, "vector": embedded.vector}
 
 
 def counts_of(hits: dict[str, tuple[int, float]], misses: dict[tuple[str, str, str, str], int]) -> list[dict[str, Any]]:

@@ -60,11 +60,15 @@ def clear(args: argparse.Namespace, url: str) -> int:
         if answer not in ("y", "yes"):
             raise Failure("nothing deleted")
     deleted = inventory.delete_every_entry()
+    _say_deleted(args, deleted)
+    return 0
+
+
+def _say_deleted(args: argparse.Namespace, deleted: int) -> None:
     if args.json:
         emit({"deleted": deleted})
     else:
         print(f"deleted {deleted:,} entries")
-    return 0
 
 
 def invalidate(args: argparse.Namespace, url: str) -> int:
@@ -72,10 +76,7 @@ def invalidate(args: argparse.Namespace, url: str) -> int:
         raise Failure("invalidate needs --tag, --model and/or --host")
     keys = inventory.matching_keys(inventory.EntryFilter(tag=args.tag, model=args.model, host=args.host))
     deleted = _delete(keys, "deleting entries")
-    if args.json:
-        emit({"deleted": deleted})
-    else:
-        print(f"deleted {deleted:,} entries")
+    _say_deleted(args, deleted)
     return 0
 
 

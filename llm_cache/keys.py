@@ -128,6 +128,13 @@ def canonical_body(body: dict[str, Any], rules: KeyRules = DEFAULT_RULES, *, fam
     return canonical_json(canonical_form(body, rules, family=family, profile=profile))
 
 
+def body_digest(body: dict[str, Any], rules: KeyRules = DEFAULT_RULES, *, family: Family | None = None,
+                profile: str = "") -> str:
+    """SHA-256 of a body's canonical form: the part of a key the body makes (llm_cache.semantic keys
+    a request without its last turn with it too)."""
+    return hashlib.sha256(canonical_body(body, rules, family=family, profile=profile)).hexdigest()
+
+
 def canonical_json(value: Any) -> bytes:
     try:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
@@ -152,7 +159,7 @@ def body_facts(
     elif "cache_control" in controls and body["cache_control"].get("enabled") is False:
         bypass = '"cache_control": {"enabled": false}'
     return BodyFacts(
-        digest=hashlib.sha256(canonical_body(body, rules, family=route.family, profile=profile)).hexdigest(),
+        digest=body_digest(body, rules, family=route.family, profile=profile),
         model=model_of(route, body),
         stream=streams(route, body),
         include_usage=isinstance(stream_options, dict) and stream_options.get("include_usage") is True,

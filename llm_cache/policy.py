@@ -12,9 +12,10 @@ from enum import StrEnum
 from fnmatch import fnmatchcase
 from typing import Any
 
-from llm_cache import paths, profiles, upstream_keys
+from llm_cache import embedders, paths, profiles, upstream_keys
+from llm_cache.guards import Guard
 from llm_cache.normalise import DEFAULT_IGNORED_FIELDS, KeyRules
-from llm_cache.tier_settings import Semantic, Synthesis, parse_semantic, parse_synthesis
+from llm_cache.tier_settings import Semantic, Synthesis
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -201,3 +202,45 @@ def parse_networks(option: str, values: Sequence[str]) -> tuple[Network, ...]:
             raise ValueError(f"{option}: {value!r} is not a network such as 10.0.0.0/8 or an address "
                              "such as 192.168.1.7") from None
     return tuple(networks)
+
+
+# -- the semantic and synthesis tiers (llm_cache.tier_settings) --
+
+def parse_semantic(options: Mapping[str, Any]) -> Semantic | None:
+    if not options["semantic"]:
+        return None
+    return Semantic(
+        embedder=embedders.parse(options["semantic_embedder"]),
+        model=options["semantic_embedding_model"].strip(),
+        threshold=parse_cosine("llm_cache_semantic_threshold", options["semantic_threshold"]),
+        guard=parse_enum(Guard, "llm_cache_semantic_guard", options["semantic_guard"]),
+        tool_results=options["semantic_tool_results"],
+        block_after=parse_non_negative("llm_cache_semantic_block_after", options["semantic_block_after"]),
+    )
+
+
+def parse_synthesis(options: Mapping[str, Any], semantic: Semantic | None) -> Synthesis | None:
+    if not options["synthesis"]:
+        return None
+    if semantic is None:
+        raise ValueError("llm_cache_synthesis needs llm_cache_semantic: it answers from the semantic tier's neighbours")
+    url, model = options["synthesis_url"].strip(), options["synthesis_model"].strip()
+    if not url.startswith(("http://", "https://")) or not model:
+        raise ValueError("llm_cache_synthesis needs llm_cache_synthesis_url (an OpenAI-compatible "
+                         "/v1/chat/completions URL) and llm_cache_synthesis_model")
+    top_k = options["synthesis_top_k"]
+    if not 1 <= top_k <= 20:
+        raise ValueError(f"llm_cache_synthesis_top_k must be 1 to 20; got {top_k}")
+    return Synthesis(url=url, model=model, top_k=top_k,
+                     threshold=parse_cosine("llm_cache_synthesis_threshold", options["synthesis_threshold"]))
+
+
+def parse_cosine(option: str, value: str) -> float:
+    """A similarity between 0 and 1, written as text ("0.85": mitmproxy's --set cannot parse floats)."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"{option} must be a number from 0 to 1, such as 0.85; got {value!r}")
+    return number

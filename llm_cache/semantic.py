@@ -12,7 +12,6 @@ What an exact hit or miss does never changes: this runs only where the exact tie
 and any failure here (an embedder down, a database error) leaves the request an ordinary miss.
 """
 
-import hashlib
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -61,7 +60,7 @@ class Candidate(NamedTuple):
     key: str
     turn: str  # its stored turn
     similarity: float
-    allowed: bool  # the guard lets it answer
+    allowed: bool  # close enough, and the guard lets it answer
 
 
 async def _answer(rt: Runtime, flow: http.HTTPFlow, now: float) -> bool:
@@ -74,8 +73,8 @@ async def _answer(rt: Runtime, flow: http.HTTPFlow, now: float) -> bool:
     turn = turns.last_turn(family, body, tool_results=settings.tool_results)
     if turn is None:
         return False
-    canonical = keys.canonical_body(turn.context, rt.settings.key_rules, family=family, profile=state["profile"])
-    context = keys.cache_key(state["target"], hashlib.sha256(canonical).hexdigest(), state["partition"])
+    digest = keys.body_digest(turn.context, rt.settings.key_rules, family=family, profile=state["profile"])
+    context = keys.cache_key(state["target"], digest, state["partition"])
     embedder = rt.embedder()
     vector = await through_proxy.call(embedder.embed, turn.text)  # an endpoint's round trip, or ~0.2 ms
     state["semantic"] = Embedded(context, embedder.name, turn.text, similarity.to_bytes(vector))
@@ -88,8 +87,6 @@ async def _answer(rt: Runtime, flow: http.HTTPFlow, now: float) -> bool:
     candidates = [candidate for candidate in await rt.stores.off_loop(
         _candidates, store, settings, context, embedder.name, vector, turn.text, top) if candidate.key not in rejected]
     for candidate in candidates:
-        if candidate.similarity < settings.threshold:
-            break
         if not candidate.allowed:
             continue
         record = await read_fresh(rt, state, candidate.key, now)

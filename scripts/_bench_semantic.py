@@ -15,7 +15,6 @@ Two semantic hits, both of a turn changed only in framing, case or punctuation (
   it is part of every such request.
 """
 
-import hashlib
 import time
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,9 @@ from typing import Any
 import orjson
 
 import cache_models
-from llm_cache import embedders, keys, similarity, turns
+from llm_cache import batches, embedders, keys, similarity, turns
 from llm_cache.endpoints import Family
+from llm_cache.records import Embedded
 
 SHORT_STORED = "bench hit"  # the exact hits' last turn
 # "Bench hit!" passes the strict guard too, at 0.82 (a 2-word turn's punctuation moves the local
@@ -48,11 +48,10 @@ def vector_row(body: bytes, entry_key: str, now: float) -> dict[str, Any]:
     turn = turns.last_turn(Family.OPENAI_CHAT, keys.parse_json(body))
     assert turn is not None
     target = keys.make_target("POST", "https", "api.openai.com", 443, "/v1/chat/completions", (), ())
-    canonical = keys.canonical_body(turn.context, keys.DEFAULT_RULES, family=Family.OPENAI_CHAT)
-    context = keys.cache_key(target, hashlib.sha256(canonical).hexdigest())
+    context = keys.cache_key(target, keys.body_digest(turn.context, family=Family.OPENAI_CHAT))
     embedder = embedders.make(embedders.LOCAL, "", None, None)
-    return {"key": entry_key, "context": context, "embedder": embedder.name, "reports": 0, "created_at": now,
-            "text": turn.text, "vector": similarity.to_bytes(embedder.embed(turn.text))}
+    embedded = Embedded(context, embedder.name, turn.text, similarity.to_bytes(embedder.embed(turn.text)))
+    return batches.vector_row(entry_key, embedded, now)
 
 
 def add_to_cache(db_file: Path, entries: list[dict[str, Any]], vectors: list[tuple[bytes, str]]) -> None:

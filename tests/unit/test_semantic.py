@@ -11,7 +11,7 @@ from llm_cache import options, semantic_eval
 from llm_cache.embedders import LocalEmbedder
 from llm_cache.endpoints import Family
 from llm_cache.guards import Guard, guard_allows, marks, same_words
-from llm_cache.tier_settings import parse_cosine
+from llm_cache.policy import parse_cosine
 from llm_cache.turns import PLACEHOLDER, last_turn
 
 PAIRS = semantic_eval.read_pairs(semantic_eval.PAIRS)
