@@ -245,3 +245,47 @@ def test_a_synthesiser_without_an_answer_leaves_an_ordinary_miss(tmp_path, certs
         assert chat(f"What is the capital of Spain for {topic}")[0]["x-llm-cache"] == "HIT"  # and it was recorded
     finally:
         proxy.stop()
+
+
+def test_every_chat_protocol_gets_semantic_answers(agent, monkeypatch, request):
+    """The Responses API (openai SDK) and Gemini (google-genai), beside chat completions and
+    Anthropic above: a turn that says the same in the same conversation is answered, JSON or stream."""
+    import openai
+    from google import genai
+
+    topic = request.node.name
+    client = openai.OpenAI()
+    first = client.responses.with_raw_response.create(model="gpt-4.1-mini", input=f"List two metals, {topic}")
+    again = client.responses.with_raw_response.create(model="gpt-4.1-mini", input=f"list two metals {topic}!")
+    assert first.headers["x-llm-cache"] == "MISS" and again.headers["x-llm-cache"] == "HIT-SEMANTIC"
+    assert again.parse().output_text == first.parse().output_text
+
+    monkeypatch.setenv("GEMINI_API_KEY", "AIzaSyE2E-NOT-A-REAL-KEY-000000000000")
+    gemini = genai.Client()
+    stored = gemini.models.generate_content(model="gemini-2.5-flash", contents=f"Name two gases, {topic}")
+    hit = gemini.models.generate_content(model="gemini-2.5-flash", contents=f"name two gases {topic}")
+    assert hit.sdk_http_response.headers["x-llm-cache"] == "HIT-SEMANTIC" and hit.text == stored.text
+    chunks = list(gemini.models.generate_content_stream(model="gemini-2.5-flash", contents=f"NAME two gases {topic}"))
+    assert chunks[0].sdk_http_response.headers["x-llm-cache"] == "HIT-SEMANTIC"
+    assert "".join(c.text for c in chunks) == stored.text
+
+
+def tool_turn(result: str) -> list[dict]:
+    call = {"id": "call_1", "type": "function", "function": {"name": "read_file", "arguments": "{}"}}
+    return [{"role": "user", "content": "Read the file"}, {"role": "assistant", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_1", "content": result}]
+
+
+def test_a_tool_result_is_answered_semantically_only_when_allowed(agent, tmp_path, certs, fake, monkeypatch, request):
+    topic = request.node.name
+    chat("", messages=tool_turn(f"The file says hello, {topic}"))
+    assert chat("", messages=tool_turn(f"the file says hello {topic}"))[0]["x-llm-cache"] == "MISS"  # default: off
+    proxy = Mitmdump(tmp_path, certs=certs, fake=fake, extra=options(
+        semantic=True, semantic_embedder=EMBEDDINGS, semantic_embedding_model="fake-embed-words",
+        semantic_tool_results=True))
+    try:
+        point_agent_at(proxy, monkeypatch)
+        chat("", messages=tool_turn(f"The file says hello, {topic}"))
+        assert chat("", messages=tool_turn(f"the file says hello {topic}"))[0]["x-llm-cache"] == "HIT-SEMANTIC"
+    finally:
+        proxy.stop()
