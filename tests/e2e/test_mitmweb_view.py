@@ -83,3 +83,26 @@ def test_mitmweb_shows_llm_calls_in_the_llm_view(tmp_path: Path, fake, certs):
             assert view(flows[4], "response", "Auto")["view_name"] != "LLM"  # GET /v1/models is not an LLM call
     finally:
         web.stop()
+
+
+def test_mitmweb_marks_a_semantic_hit_with_its_similarity(tmp_path: Path, fake, certs):
+    web_port = free_port()
+    web = Mitmdump(tmp_path, certs=certs, fake=fake, tool="mitmweb",
+                   extra=["--set", f"web_port={web_port}", "--set", "web_open_browser=false",
+                          "--set", "llm_cache_semantic=true"])
+    try:
+        assert wait_for(lambda: "?token=" in web.text())
+        token = web.text().split("?token=")[1].split()[0]
+        proxied = ssl.create_default_context(cafile=web.ca)
+        with httpx.Client(base_url=f"http://127.0.0.1:{web_port}", trust_env=False) as ui, \
+                httpx.Client(proxy=web.url, verify=proxied, trust_env=False) as client:
+            ui.get("/", params={"token": token})
+            for prompt in ("How do I reverse a list in Python?", "how do i reverse a list in python"):
+                client.post("https://api.openai.com/v1/chat/completions", content=chat(prompt, stream=False),
+                            headers={"content-type": "application/json"}).raise_for_status()
+            flows = ui.get("/flows").json()
+            outcome, similarity, age, _ = flows[1]["comment"].split(" · ")
+            assert (outcome, age) == ("HIT-SEMANTIC", "age 0s") and float(similarity.split()[1]) >= 0.75
+            assert flows[1]["marked"] == "⚡" and flows[1]["is_replay"] == "response"
+    finally:
+        web.stop()

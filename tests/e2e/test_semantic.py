@@ -289,3 +289,18 @@ def test_a_tool_result_is_answered_semantically_only_when_allowed(agent, tmp_pat
         assert chat("", messages=tool_turn(f"the file says hello {topic}"))[0]["x-llm-cache"] == "HIT-SEMANTIC"
     finally:
         proxy.stop()
+
+
+def test_a_turn_with_a_credential_is_never_sent_to_an_embeddings_endpoint(agent, fake, request):
+    embeds = posts(fake, "/v1/embeddings")
+    headers, _ = chat(f"Why does AKIAQWERTYUIOPASDFGH fail, {request.node.name}?")
+    assert headers["x-llm-cache"] == "MISS" and headers["x-llm-cache-store"].startswith("skipped")
+    assert posts(fake, "/v1/embeddings") == embeds
+
+
+def test_an_embedder_url_with_a_credential_is_refused_at_start(tmp_path):
+    from tests.support.procs import failed_start
+
+    said = failed_start(tmp_path, "--set", "llm_cache_semantic=true",
+                        "--set", "llm_cache_semantic_embedder=https://api.openai.com/v1/embeddings?key=sk-x")
+    assert "must not carry a credential" in said and "sk-x" not in said.replace("?key=sk-x", "")
